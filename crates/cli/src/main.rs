@@ -1,1 +1,53 @@
-fn main() {}
+//! `vpc-cni`: the operator's command line for the Rust VPC CNI.
+
+mod common;
+mod maxpods_cmd;
+mod plan_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tools for the Amazon VPC CNI, reimplemented in Rust: max pods per instance type and what a
+/// node's warm pool will hold under given settings, computed with the same code the node runs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vpc-cni",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Max pods per instance type: a drop-in for the EKS max-pods-calculator.sh.
+    MaxPods(maxpods_cmd::Args),
+    /// What a node will hold (ENIs, IPs or prefixes, unused addresses) as pods are added.
+    Plan(plan_cmd::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::MaxPods(args) => maxpods_cmd::run(args),
+        Command::Plan(args) => plan_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

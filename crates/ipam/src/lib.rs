@@ -1,1 +1,17 @@
-//! placeholder
+//! The warm-pool brain of the VPC CNI, pure and sans-IO: the datastore (ENIs, addresses,
+//! assignments, cooldown), the settings read from upstream env var names, and the policies that
+//! turn pool state plus `now` into cloud actions. The daemon, the simulator and the planner all
+//! drive this same code.
+
+pub mod checkpoint;
+pub mod datastore;
+pub mod key;
+pub mod policy;
+pub mod settings;
+pub mod time;
+
+pub use datastore::{Assignment, Datastore, DatastoreError, EniSpec, IpStats, Released};
+pub use key::{IpamKey, PodMetadata};
+pub use policy::{Action, AwsPolicy, CidrKind, Decision, NodeState, PoolLimits, PoolPolicy};
+pub use settings::{Settings, SettingsError};
+pub use time::Time;

@@ -35,8 +35,8 @@ const ROWS: &[Row] = &[
 
 /// Every built-in type.
 pub fn entries() -> impl Iterator<Item = InstanceType> {
-    ROWS.iter()
-        .map(|&(name, enis, ips, vcpus, hypervisor, bare_metal, cards)| InstanceType {
+    ROWS.iter().map(
+        |&(name, enis, ips, vcpus, hypervisor, bare_metal, cards)| InstanceType {
             name: name.to_string(),
             limits: InstanceLimits {
                 eni_limit: enis,
@@ -52,5 +52,6 @@ pub fn entries() -> impl Iterator<Item = InstanceType> {
                 bare_metal,
             },
             vcpus: Some(vcpus),
-        })
+        },
+    )
 }

@@ -14,7 +14,9 @@ pub enum LimitsError {
         source: std::io::Error,
     },
     /// A data file is not the expected JSON schema.
-    #[error("{path} is not a valid instance table (expected the instance-limits.json schema): {source}")]
+    #[error(
+        "{path} is not a valid instance table (expected the instance-limits.json schema): {source}"
+    )]
     Parse {
         /// The file.
         path: PathBuf,
@@ -49,7 +51,9 @@ pub enum LimitsError {
 fn unknown_type_message(name: &str, suggestions: &[String], source_desc: &str) -> String {
     let mut msg = format!("unknown instance type {name:?} (searched the {source_desc})");
     if suggestions.is_empty() {
-        msg.push_str("; point --data-dir or VPC_CNI_DATA_DIR at a directory holding instance-limits.json");
+        msg.push_str(
+            "; point --data-dir or VPC_CNI_DATA_DIR at a directory holding instance-limits.json",
+        );
     } else {
         msg.push_str("; did you mean ");
         msg.push_str(&suggestions.join(", "));

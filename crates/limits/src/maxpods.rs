@@ -175,7 +175,11 @@ mod tests {
         ];
         for &(ty, v, pd, want, allowed) in cases {
             let got = max_pods(table.get(ty).unwrap(), &opts(v, pd));
-            assert_eq!((got.recommended, got.max_allowed), (want, allowed), "{ty} {v} pd={pd}");
+            assert_eq!(
+                (got.recommended, got.max_allowed),
+                (want, allowed),
+                "{ty} {v} pd={pd}"
+            );
         }
     }
 
@@ -205,8 +209,23 @@ mod tests {
         ] {
             assert_eq!(s.parse::<CniVersion>().is_ok(), ok, "{s}");
         }
-        assert!(!"1.8.9".parse::<CniVersion>().unwrap().supports_prefix_delegation());
-        assert!("1.9.0".parse::<CniVersion>().unwrap().supports_prefix_delegation());
-        assert!("2.0.0".parse::<CniVersion>().unwrap().supports_prefix_delegation());
+        assert!(
+            !"1.8.9"
+                .parse::<CniVersion>()
+                .unwrap()
+                .supports_prefix_delegation()
+        );
+        assert!(
+            "1.9.0"
+                .parse::<CniVersion>()
+                .unwrap()
+                .supports_prefix_delegation()
+        );
+        assert!(
+            "2.0.0"
+                .parse::<CniVersion>()
+                .unwrap()
+                .supports_prefix_delegation()
+        );
     }
 }

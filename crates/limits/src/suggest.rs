@@ -19,7 +19,11 @@ pub fn near_matches<'a>(
         .filter(|(d, _)| *d <= 4)
         .collect();
     scored.sort();
-    scored.into_iter().take(max).map(|(_, k)| k.clone()).collect()
+    scored
+        .into_iter()
+        .take(max)
+        .map(|(_, k)| k.clone())
+        .collect()
 }
 
 fn levenshtein(a: &str, b: &str) -> usize {

@@ -27,7 +27,9 @@ fn builtin_entries_agree_with_reference_data() {
     let builtin = LimitsTable::builtin();
     assert!(builtin.len() >= 21);
     for t in builtin.iter() {
-        let r = reference.get(&t.name).expect("built-in type exists in reference data");
+        let r = reference
+            .get(&t.name)
+            .expect("built-in type exists in reference data");
         assert_eq!(t.limits, r.limits, "{}", t.name);
         assert_eq!(t.vcpus, r.vcpus, "{}", t.name);
     }
@@ -44,5 +46,9 @@ fn unknown_type_names_near_matches() {
 #[test]
 fn bad_directory_is_an_error_naming_the_file() {
     let err = LimitsTable::load_dir(std::path::Path::new("/nonexistent/dir")).unwrap_err();
-    assert!(err.to_string().contains("/nonexistent/dir/instance-limits.json"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("/nonexistent/dir/instance-limits.json"),
+        "{err}"
+    );
 }

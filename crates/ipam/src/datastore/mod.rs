@@ -1,0 +1,371 @@
+//! The datastore of one network card (spec b): ENIs, their /32s or /28s, assignments keyed by
+//! the CNI triple, cooldown state and counters. Pure data with deterministic iteration order:
+//! ENIs by device number, CIDRs and addresses by value.
+
+mod assign;
+mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::key::{IpamKey, PodMetadata};
+use crate::time::Time;
+
+pub use assign::{Assignment, Released};
+pub use stats::{EniStats, IpStats};
+
+/// Default `IP_COOLDOWN_PERIOD`.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+
+/// Datastore errors, with upstream's wording where one exists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DatastoreError {
+    /// `AddENI` of an ENI already present.
+    #[error("data store: duplicate ENI {0}")]
+    DuplicateEni(String),
+    /// The ENI is not in the datastore.
+    #[error("datastore: unknown ENI {0}")]
+    UnknownEni(String),
+    /// The CIDR overlaps one already in the datastore.
+    #[error("datastore: IP already in data store: {0}")]
+    CidrExists(Ipv4Net),
+    /// The CIDR is not on that ENI.
+    #[error("datastore: unknown IP {0}")]
+    UnknownCidr(Ipv4Net),
+    /// Non-forced delete of a CIDR with assigned addresses.
+    #[error("datastore: IP is used and can not be deleted: {0}")]
+    CidrInUse(Ipv4Net),
+    /// Non-forced removal of an ENI with assigned addresses.
+    #[error("datastore: ENI is used and can not be deleted: {0}")]
+    EniInUse(String),
+    /// No address is free for a new pod.
+    #[error("AssignPodIPv4Address: no available IP/Prefix addresses")]
+    NoAvailableAddress,
+    /// Two assignments claim one address (e.g. a corrupt checkpoint).
+    #[error("datastore: address {0} is already assigned to {1}")]
+    AddressTaken(Ipv4Addr, IpamKey),
+}
+
+/// How an ENI enters the datastore.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EniSpec {
+    /// ENI ID (`eni-…`).
+    pub id: String,
+    /// Device index on its card (0 = primary).
+    pub device_number: u32,
+    /// Whether this is the instance's primary ENI.
+    pub is_primary: bool,
+    /// Trunk ENI (security groups for pods): never gets addresses.
+    pub is_trunk: bool,
+    /// EFA ENI: used but never freed.
+    pub is_efa: bool,
+    /// In an excluded subnet: no new pods, not counted in stats.
+    pub excluded: bool,
+    /// Subnet ID.
+    pub subnet_id: String,
+    /// Route table used by pods on this ENI (254 = main).
+    pub route_table_id: u32,
+    /// The ENI's primary private IP (never given to pods).
+    pub primary_ip: Option<Ipv4Addr>,
+}
+
+/// Per-address record: exists only for assigned addresses and cooling ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddressInfo {
+    /// Owner; `None` once released.
+    pub key: Option<IpamKey>,
+    /// Pod identity of the owner.
+    pub metadata: PodMetadata,
+    /// When it was assigned.
+    pub assigned_at: Time,
+    /// When it was released (start of its cooldown).
+    pub unassigned_at: Option<Time>,
+}
+
+/// A /32 (secondary IP) or /28 (prefix) on an ENI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CidrInfo {
+    /// The block.
+    pub net: Ipv4Net,
+    /// Whether it is a delegated prefix.
+    pub is_prefix: bool,
+    /// Recorded addresses.
+    pub addresses: BTreeMap<Ipv4Addr, AddressInfo>,
+}
+
+impl CidrInfo {
+    /// Addresses in the block (1 or 16).
+    pub fn size(&self) -> u32 {
+        1u32 << (32 - self.net.prefix_len())
+    }
+
+    /// Addresses currently assigned.
+    pub fn assigned(&self) -> u32 {
+        self.addresses.values().filter(|a| a.key.is_some()).count() as u32
+    }
+}
+
+/// One ENI in the datastore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Eni {
+    /// ENI ID.
+    pub id: String,
+    /// Device index.
+    pub device_number: u32,
+    /// Primary ENI of the instance.
+    pub is_primary: bool,
+    /// Trunk ENI.
+    pub is_trunk: bool,
+    /// EFA ENI.
+    pub is_efa: bool,
+    /// Excluded for pod IPs.
+    pub excluded: bool,
+    /// Subnet ID.
+    pub subnet_id: String,
+    /// Route table for pods on this ENI.
+    pub route_table_id: u32,
+    /// Primary private IP.
+    pub primary_ip: Option<Ipv4Addr>,
+    /// When it entered the datastore (restart resets it, as upstream).
+    pub created_at: Time,
+    /// Its CIDRs by value.
+    pub cidrs: BTreeMap<Ipv4Net, CidrInfo>,
+}
+
+impl Eni {
+    /// Addresses assigned on this ENI.
+    pub fn assigned(&self) -> u32 {
+        self.cidrs.values().map(CidrInfo::assigned).sum()
+    }
+
+    /// Whether any pod uses it.
+    pub fn has_pods(&self) -> bool {
+        self.cidrs
+            .values()
+            .any(|c| c.addresses.values().any(|a| a.key.is_some()))
+    }
+}
+
+/// The datastore of one card.
+#[derive(Debug, Clone)]
+pub struct Datastore {
+    enis: Vec<Eni>,
+    prefix_delegation: bool,
+    cooldown: Duration,
+    /// key → address, for idempotent ADD and fast DEL.
+    index: HashMap<IpamKey, Ipv4Addr>,
+    total: u64,
+    assigned: u64,
+    allocated_prefixes: u64,
+}
+
+impl Datastore {
+    /// An empty datastore; `prefix_delegation` selects which CIDRs serve pods.
+    pub fn new(prefix_delegation: bool, cooldown: Duration) -> Self {
+        Datastore {
+            enis: Vec::new(),
+            prefix_delegation,
+            cooldown,
+            index: HashMap::new(),
+            total: 0,
+            assigned: 0,
+            allocated_prefixes: 0,
+        }
+    }
+
+    /// Whether pods get addresses from /28 prefixes.
+    pub fn prefix_delegation(&self) -> bool {
+        self.prefix_delegation
+    }
+
+    /// The IP cooldown period.
+    pub fn cooldown(&self) -> Duration {
+        self.cooldown
+    }
+
+    /// ENIs in device order.
+    pub fn enis(&self) -> &[Eni] {
+        &self.enis
+    }
+
+    /// One ENI by ID.
+    pub fn eni(&self, id: &str) -> Option<&Eni> {
+        self.enis.iter().find(|e| e.id == id)
+    }
+
+    fn eni_mut(&mut self, id: &str) -> Result<&mut Eni, DatastoreError> {
+        self.enis
+            .iter_mut()
+            .find(|e| e.id == id)
+            .ok_or_else(|| DatastoreError::UnknownEni(id.to_string()))
+    }
+
+    /// Raw counters as upstream keeps them: (total, assigned, allocated prefixes).
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (self.total, self.assigned, self.allocated_prefixes)
+    }
+
+    /// Add an ENI (`AddENI`).
+    pub fn add_eni(&mut self, spec: EniSpec, now: Time) -> Result<(), DatastoreError> {
+        if self.eni(&spec.id).is_some() {
+            return Err(DatastoreError::DuplicateEni(spec.id));
+        }
+        let eni = Eni {
+            id: spec.id,
+            device_number: spec.device_number,
+            is_primary: spec.is_primary,
+            is_trunk: spec.is_trunk,
+            is_efa: spec.is_efa,
+            excluded: spec.excluded,
+            subnet_id: spec.subnet_id,
+            route_table_id: spec.route_table_id,
+            primary_ip: spec.primary_ip,
+            created_at: now,
+            cidrs: BTreeMap::new(),
+        };
+        let pos = self
+            .enis
+            .partition_point(|e| (e.device_number, &e.id) < (eni.device_number, &eni.id));
+        self.enis.insert(pos, eni);
+        Ok(())
+    }
+
+    /// Add a /32 or /28 to an ENI (`AddIPv4CidrToStore`).
+    pub fn add_cidr(
+        &mut self,
+        eni: &str,
+        net: Ipv4Net,
+        is_prefix: bool,
+    ) -> Result<(), DatastoreError> {
+        let net = net.trunc();
+        let overlaps = |c: &Ipv4Net| c.contains(&net) || net.contains(c);
+        if self.enis.iter().any(|e| e.cidrs.keys().any(overlaps)) {
+            return Err(DatastoreError::CidrExists(net));
+        }
+        let info = CidrInfo {
+            net,
+            is_prefix,
+            addresses: BTreeMap::new(),
+        };
+        let size = u64::from(info.size());
+        self.eni_mut(eni)?.cidrs.insert(net, info);
+        self.total += size;
+        if is_prefix {
+            self.allocated_prefixes += 1;
+        }
+        Ok(())
+    }
+
+    /// Remove a CIDR (`DelIPv4CidrFromStore`). Without `force` a CIDR with assigned addresses is
+    /// refused; with it, its assignments are dropped and returned.
+    pub fn del_cidr(
+        &mut self,
+        eni: &str,
+        net: Ipv4Net,
+        force: bool,
+    ) -> Result<Vec<(IpamKey, Ipv4Addr)>, DatastoreError> {
+        let e = self.eni_mut(eni)?;
+        let info = e.cidrs.get(&net).ok_or(DatastoreError::UnknownCidr(net))?;
+        if !force && info.assigned() > 0 {
+            return Err(DatastoreError::CidrInUse(net));
+        }
+        let info = e.cidrs.remove(&net).expect("checked above");
+        Ok(self.forget_cidr(info))
+    }
+
+    /// Remove an ENI (`RemoveENIFromDataStore`); returns the assignments dropped when forced.
+    pub fn remove_eni(
+        &mut self,
+        eni: &str,
+        force: bool,
+    ) -> Result<(Eni, Vec<(IpamKey, Ipv4Addr)>), DatastoreError> {
+        let pos = self
+            .enis
+            .iter()
+            .position(|e| e.id == eni)
+            .ok_or_else(|| DatastoreError::UnknownEni(eni.to_string()))?;
+        if !force && self.enis[pos].has_pods() {
+            return Err(DatastoreError::EniInUse(eni.to_string()));
+        }
+        let mut removed = self.enis.remove(pos);
+        let mut dropped = Vec::new();
+        for (_, info) in std::mem::take(&mut removed.cidrs) {
+            dropped.extend(self.forget_cidr(info.clone()));
+            removed.cidrs.insert(info.net, info);
+        }
+        Ok((removed, dropped))
+    }
+
+    /// Counter and index bookkeeping for a CIDR that left the datastore (counted once, unlike
+    /// upstream's double subtraction on forced ENI removal).
+    fn forget_cidr(&mut self, info: CidrInfo) -> Vec<(IpamKey, Ipv4Addr)> {
+        self.total -= u64::from(info.size());
+        if info.is_prefix {
+            self.allocated_prefixes -= 1;
+        }
+        let mut dropped = Vec::new();
+        for (ip, a) in info.addresses {
+            if let Some(key) = a.key {
+                self.index.remove(&key);
+                self.assigned -= 1;
+                dropped.push((key, ip));
+            }
+        }
+        dropped
+    }
+
+    /// The ENI and CIDR holding `ip`, if any.
+    pub fn find_cidr(&self, ip: Ipv4Addr) -> Option<(&Eni, &CidrInfo)> {
+        self.enis.iter().find_map(|e| {
+            e.cidrs
+                .range(..=Ipv4Net::new(ip, 32).expect("/32 is valid"))
+                .next_back()
+                .filter(|(net, _)| net.contains(&ip))
+                .map(|(_, c)| (e, c))
+        })
+    }
+
+    /// ENIs that can take more CIDRs (`GetAllocatableENIs`): not trunk, not excluded, not the
+    /// primary when `skip_primary`, and fewer than `max_cidrs` CIDRs.
+    pub fn allocatable_enis(
+        &self,
+        max_cidrs: u32,
+        skip_primary: bool,
+    ) -> impl Iterator<Item = &Eni> {
+        self.enis.iter().filter(move |e| {
+            !e.is_trunk
+                && !e.excluded
+                && !(skip_primary && e.is_primary)
+                && (e.cidrs.len() as u32) < max_cidrs
+        })
+    }
+
+    /// CIDRs of `eni` with no assigned address, any kind (`FindFreeableCidrs`); cooling ones
+    /// qualify.
+    pub fn freeable_cidrs(&self, eni: &str) -> Vec<Ipv4Net> {
+        self.eni(eni)
+            .map(|e| {
+                e.cidrs
+                    .values()
+                    .filter(|c| c.assigned() == 0)
+                    .map(|c| c.net)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every assignment: (key, address, metadata, assigned at).
+    pub fn assignments(&self) -> impl Iterator<Item = (&IpamKey, Ipv4Addr, &AddressInfo)> {
+        self.enis.iter().flat_map(|e| {
+            e.cidrs.values().flat_map(|c| {
+                c.addresses
+                    .iter()
+                    .filter_map(|(ip, a)| a.key.as_ref().map(|k| (k, *ip, a)))
+            })
+        })
+    }
+}

@@ -1,0 +1,95 @@
+//! Warm-pool policies: given the pool (datastore), the node's limits, settings and `now`, decide
+//! the next cloud actions as data. The `aws` policy reproduces upstream ipamd (spec c).
+//!
+//! Executor contract: [`Action::Release`] and [`Action::FreeEni`] are decided after the policy
+//! already removed those CIDRs / that ENI from the datastore (as upstream does before calling
+//! EC2); the executor only performs the cloud call. Growth actions are requests: the executor
+//! adds whatever the cloud returned to the datastore, and reports insufficient-address errors with
+//! [`PoolPolicy::record_insufficient_addresses`].
+
+mod aws;
+mod limits;
+mod targets;
+
+use serde::Serialize;
+
+use crate::datastore::Datastore;
+use crate::time::Time;
+
+pub use aws::AwsPolicy;
+pub use limits::PoolLimits;
+pub use targets::TargetState;
+
+/// What kind of CIDR an action is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CidrKind {
+    /// Secondary private IPs (/32).
+    SecondaryIp,
+    /// /28 prefixes.
+    Prefix,
+}
+
+/// One cloud action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// `AssignPrivateIpAddresses` on an attached ENI.
+    AssignToEni {
+        /// Target ENI.
+        eni: String,
+        /// How many IPs or prefixes.
+        count: u32,
+        /// IPs or prefixes.
+        kind: CidrKind,
+    },
+    /// Create and attach a new ENI carrying `count` IPs or prefixes.
+    AllocateEni {
+        /// How many IPs or prefixes the new ENI gets.
+        count: u32,
+        /// IPs or prefixes.
+        kind: CidrKind,
+    },
+    /// `UnassignPrivateIpAddresses` for CIDRs already removed from the datastore.
+    Release {
+        /// The ENI they were on.
+        eni: String,
+        /// The CIDRs.
+        cidrs: Vec<ipnet::Ipv4Net>,
+    },
+    /// Detach and delete an ENI already removed from the datastore.
+    FreeEni {
+        /// The ENI.
+        eni: String,
+    },
+}
+
+/// An action with the rule that produced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// Why, in one line (names the setting and the numbers).
+    pub reason: String,
+}
+
+/// Node facts that change at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct NodeState {
+    /// SIGTERM received: no growth, no ENI freeing.
+    pub terminating: bool,
+    /// Node carries the unschedulable taint.
+    pub unschedulable: bool,
+}
+
+/// A warm-pool policy.
+pub trait PoolPolicy {
+    /// One pool-manager cycle (upstream `updateIPPoolIfRequired`).
+    fn cycle(&mut self, ds: &mut Datastore, node: NodeState, now: Time) -> Vec<Decision>;
+
+    /// The executor saw `InsufficientCidrBlocks` / `InsufficientFreeAddressesInSubnet`.
+    fn record_insufficient_addresses(&mut self, now: Time);
+
+    /// A one-line description of the pool against its targets.
+    fn describe(&self, ds: &Datastore, now: Time) -> String;
+}
