@@ -9,7 +9,14 @@ use serde_json::Value;
 use support::{data_dir, run, run_builtin};
 
 /// The calculator's rules, written again from spec d.2 straight over the raw JSON files.
-fn oracle(limits: &Value, vcpus: Option<u64>, pd: bool, custom: bool, max_eni: Option<u64>, v19: bool) -> (u64, u64) {
+fn oracle(
+    limits: &Value,
+    vcpus: Option<u64>,
+    pd: bool,
+    custom: bool,
+    max_eni: Option<u64>,
+    v19: bool,
+) -> (u64, u64) {
     let mut enis = limits["eni_limit"].as_u64().unwrap();
     if let Some(m) = max_eni {
         enis = enis.min(m);
@@ -23,7 +30,11 @@ fn oracle(limits: &Value, vcpus: Option<u64>, pd: bool, custom: bool, max_eni: O
     } else {
         enis * (ips - 1) + 2
     };
-    let cap = if vcpus.is_some_and(|v| v > 30) { 250 } else { 110 };
+    let cap = if vcpus.is_some_and(|v| v > 30) {
+        250
+    } else {
+        110
+    };
     (raw, raw.min(cap))
 }
 
@@ -43,7 +54,14 @@ fn all_1391_types_agree_with_the_calculator_rules() {
         (vec!["--cni-max-eni", "2"], false, Some(2), true),
     ] {
         let version = if v19 { "1.19.0" } else { "1.8.0" };
-        let mut args = vec!["max-pods", "--all", "--cni-version", version, "--output", "json"];
+        let mut args = vec![
+            "max-pods",
+            "--all",
+            "--cni-version",
+            version,
+            "--output",
+            "json",
+        ];
         args.extend(flags.iter().copied());
         let r = run(&args);
         assert_eq!(r.code, 0, "{}", r.stderr);
@@ -54,10 +72,22 @@ fn all_1391_types_agree_with_the_calculator_rules() {
             let v = vcpus.get(ty).and_then(Value::as_u64);
             let (sip, sip_capped) = oracle(&limits[ty], v, false, custom, max_eni, v19);
             let (pd, pd_capped) = oracle(&limits[ty], v, true, custom, max_eni, v19);
-            assert_eq!(row["secondary_ip_max_pods"].as_u64(), Some(sip), "{ty} {flags:?}");
-            assert_eq!(row["secondary_ip_max_pods_capped"].as_u64(), Some(sip_capped), "{ty}");
+            assert_eq!(
+                row["secondary_ip_max_pods"].as_u64(),
+                Some(sip),
+                "{ty} {flags:?}"
+            );
+            assert_eq!(
+                row["secondary_ip_max_pods_capped"].as_u64(),
+                Some(sip_capped),
+                "{ty}"
+            );
             assert_eq!(row["prefix_max_pods"].as_u64(), Some(pd), "{ty} {flags:?}");
-            assert_eq!(row["prefix_max_pods_capped"].as_u64(), Some(pd_capped), "{ty}");
+            assert_eq!(
+                row["prefix_max_pods_capped"].as_u64(),
+                Some(pd_capped),
+                "{ty}"
+            );
         }
     }
 }
@@ -65,29 +95,101 @@ fn all_1391_types_agree_with_the_calculator_rules() {
 #[test]
 fn single_type_prints_one_integer() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--instance-type", "m5.8xlarge", "--cni-version", "1.11.2"], "234"),
-        (&["--instance-type", "m5.8xlarge", "--cni-version", "1.11.2", "--cni-prefix-delegation-enabled"], "250"),
-        (&["--instance-type", "c6in.32xlarge", "--cni-version", "1.18.0", "--show-max-allowed"], "394"),
-        (&["--instance-type", "m4.xlarge", "--cni-version", "1.7.5"], "58"),
-        (&["--instance-type", "p5.48xlarge", "--cni-version", "1.19.0", "--show-max-allowed"], "100"),
-        (&["--instance-type", "m5.large", "--cni-version", "1.8.0", "--cni-prefix-delegation-enabled"], "29"),
-        (&["--instance-type", "m5.large", "--cni-version", "1.19.0", "--cni-custom-networking-enabled"], "20"),
+        (
+            &["--instance-type", "m5.8xlarge", "--cni-version", "1.11.2"],
+            "234",
+        ),
+        (
+            &[
+                "--instance-type",
+                "m5.8xlarge",
+                "--cni-version",
+                "1.11.2",
+                "--cni-prefix-delegation-enabled",
+            ],
+            "250",
+        ),
+        (
+            &[
+                "--instance-type",
+                "c6in.32xlarge",
+                "--cni-version",
+                "1.18.0",
+                "--show-max-allowed",
+            ],
+            "394",
+        ),
+        (
+            &["--instance-type", "m4.xlarge", "--cni-version", "1.7.5"],
+            "58",
+        ),
+        (
+            &[
+                "--instance-type",
+                "p5.48xlarge",
+                "--cni-version",
+                "1.19.0",
+                "--show-max-allowed",
+            ],
+            "100",
+        ),
+        (
+            &[
+                "--instance-type",
+                "m5.large",
+                "--cni-version",
+                "1.8.0",
+                "--cni-prefix-delegation-enabled",
+            ],
+            "29",
+        ),
+        (
+            &[
+                "--instance-type",
+                "m5.large",
+                "--cni-version",
+                "1.19.0",
+                "--cni-custom-networking-enabled",
+            ],
+            "20",
+        ),
     ];
     for (args, want) in cases {
         let mut all = vec!["max-pods"];
         all.extend_from_slice(args);
         let r = run(&all);
-        assert_eq!((r.code, r.stdout.as_str()), (0, format!("{want}\n").as_str()), "{args:?}: {}", r.stderr);
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, format!("{want}\n").as_str()),
+            "{args:?}: {}",
+            r.stderr
+        );
     }
 }
 
 #[test]
 fn works_without_a_data_directory_for_builtin_types() {
-    let r = run_builtin(&["max-pods", "--instance-type", "p3dn.24xlarge", "--cni-version", "1.19.0"]);
+    let r = run_builtin(&[
+        "max-pods",
+        "--instance-type",
+        "p3dn.24xlarge",
+        "--cni-version",
+        "1.19.0",
+    ]);
     assert_eq!((r.code, r.stdout.trim()), (0, "250"));
-    let r = run_builtin(&["max-pods", "--instance-type", "x9z.huge", "--cni-version", "1.19.0"]);
+    let r = run_builtin(&[
+        "max-pods",
+        "--instance-type",
+        "x9z.huge",
+        "--cni-version",
+        "1.19.0",
+    ]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("unknown instance type \"x9z.huge\""), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unknown instance type \"x9z.huge\""),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -95,17 +197,45 @@ fn usage_errors_exit_1() {
     let cases: &[(&[&str], &str)] = &[
         (&["--instance-type", "m5.large"], "--cni-version"),
         (&["--cni-version", "1.19.0"], "--instance-type"),
-        (&["--instance-type", "m5.large", "--cni-version", "banana"], "invalid CNI version"),
-        (&["--instance-type", "m5.large", "--cni-version", "1.19.0", "--bogus"], "--bogus"),
-        (&["--instance-type", "m5.large", "--cni-version", "1.19.0", "--cni-max-eni"], "--cni-max-eni"),
-        (&["--instance-type", "m5.larg", "--cni-version", "1.19.0"], "did you mean m5.large"),
+        (
+            &["--instance-type", "m5.large", "--cni-version", "banana"],
+            "invalid CNI version",
+        ),
+        (
+            &[
+                "--instance-type",
+                "m5.large",
+                "--cni-version",
+                "1.19.0",
+                "--bogus",
+            ],
+            "--bogus",
+        ),
+        (
+            &[
+                "--instance-type",
+                "m5.large",
+                "--cni-version",
+                "1.19.0",
+                "--cni-max-eni",
+            ],
+            "--cni-max-eni",
+        ),
+        (
+            &["--instance-type", "m5.larg", "--cni-version", "1.19.0"],
+            "did you mean m5.large",
+        ),
     ];
     for (args, needle) in cases {
         let mut all = vec!["max-pods"];
         all.extend_from_slice(args);
         let r = run(&all);
         assert_eq!(r.code, 1, "{args:?}");
-        assert!(r.stdout.is_empty(), "{args:?} printed to stdout: {}", r.stdout);
+        assert!(
+            r.stdout.is_empty(),
+            "{args:?} printed to stdout: {}",
+            r.stdout
+        );
         assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
     }
 }
@@ -115,9 +245,15 @@ fn help_explains_every_flag() {
     let r = run_builtin(&["max-pods", "--help"]);
     assert_eq!(r.code, 0);
     for flag in [
-        "--instance-type", "--cni-version", "--cni-custom-networking-enabled",
-        "--cni-prefix-delegation-enabled", "--cni-max-eni", "--show-max-allowed", "--all",
-        "--output", "--data-dir",
+        "--instance-type",
+        "--cni-version",
+        "--cni-custom-networking-enabled",
+        "--cni-prefix-delegation-enabled",
+        "--cni-max-eni",
+        "--show-max-allowed",
+        "--all",
+        "--output",
+        "--data-dir",
     ] {
         assert!(r.stdout.contains(flag), "help lacks {flag}");
     }

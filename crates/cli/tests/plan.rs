@@ -29,13 +29,26 @@ fn json_has_the_documented_shape() {
 #[test]
 fn from_env_reads_upstream_variable_names() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
-        .args(["plan", "--from-env", "--instance-type", "r5.xlarge", "--pods", "1,24", "--output", "json"])
+        .args([
+            "plan",
+            "--from-env",
+            "--instance-type",
+            "r5.xlarge",
+            "--pods",
+            "1,24",
+            "--output",
+            "json",
+        ])
         .env("MINIMUM_IP_TARGET", "20")
         .env("WARM_IP_TARGET", "5")
         .env_remove("VPC_CNI_DATA_DIR")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(column(&r, "ips_attached"), [20, 29]);
 }
@@ -47,9 +60,20 @@ fn env_file_accepts_kubectl_json_and_key_value_lines() {
     let json = dir.join("env.json");
     std::fs::write(&json, r#"[{"name":"WARM_ENI_TARGET","value":"1"},{"name":"MINIMUM_IP_TARGET","value":"20"},{"name":"WARM_IP_TARGET","value":"2"},{"name":"MY_NODE_NAME","valueFrom":{}}]"#).unwrap();
     let lines = dir.join("env.txt");
-    std::fs::write(&lines, "# aws-node\nexport MINIMUM_IP_TARGET=20\nWARM_IP_TARGET=\"2\"\n").unwrap();
+    std::fs::write(
+        &lines,
+        "# aws-node\nexport MINIMUM_IP_TARGET=20\nWARM_IP_TARGET=\"2\"\n",
+    )
+    .unwrap();
     for f in [&json, &lines] {
-        let r = plan_json(&["--instance-type", "r5.xlarge", "--pods", "20", "--env-file", f.to_str().unwrap()]);
+        let r = plan_json(&[
+            "--instance-type",
+            "r5.xlarge",
+            "--pods",
+            "20",
+            "--env-file",
+            f.to_str().unwrap(),
+        ]);
         assert_eq!(column(&r, "ips_attached"), [22], "{}", f.display());
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -59,7 +83,11 @@ fn env_file_accepts_kubectl_json_and_key_value_lines() {
 fn bad_settings_name_the_variable() {
     let r = run_builtin(&["plan", "--instance-type", "m5.large", "--max-eni", "0"]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("MAX_ENI=\"0\"") && r.stderr.contains("integer ≥ 1"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("MAX_ENI=\"0\"") && r.stderr.contains("integer ≥ 1"),
+        "{}",
+        r.stderr
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
         .args(["plan", "--from-env", "--instance-type", "m5.large"])
         .env("ENABLE_PREFIX_DELEGATION", "true")
@@ -72,12 +100,29 @@ fn bad_settings_name_the_variable() {
 #[test]
 fn max_eni_and_capacity_are_respected() {
     // MAX_ENI=1 on m5.large: only the primary's 9 IPs; pod 10 and 11 stay pending.
-    let r = plan_json(&["--instance-type", "m5.large", "--max-eni", "1", "--pods", "9,11"]);
+    let r = plan_json(&[
+        "--instance-type",
+        "m5.large",
+        "--max-eni",
+        "1",
+        "--pods",
+        "9,11",
+    ]);
     assert_eq!(column(&r, "enis"), [1, 1]);
     assert_eq!(column(&r, "pending_pods"), [0, 2]);
-    assert!(r["notes"].to_string().contains("only 9 pods fit"), "{}", r["notes"]);
+    assert!(
+        r["notes"].to_string().contains("only 9 pods fit"),
+        "{}",
+        r["notes"]
+    );
     // Custom networking: the primary ENI gets no addresses.
-    let r = plan_json(&["--instance-type", "m5.large", "--custom-networking", "--pods", "0,18"]);
+    let r = plan_json(&[
+        "--instance-type",
+        "m5.large",
+        "--custom-networking",
+        "--pods",
+        "0,18",
+    ]);
     assert_eq!(r["rows"][0]["per_eni"][0]["ips"], 0);
     assert_eq!(column(&r, "ips_attached"), [9, 18]);
 }
@@ -85,7 +130,14 @@ fn max_eni_and_capacity_are_respected() {
 #[test]
 fn pods_going_down_shrink_the_pool() {
     // WARM_IP_TARGET=2: after 20 → 2 pods the pool returns to 4 IPs once cooldowns pass.
-    let r = plan_json(&["--instance-type", "r5.xlarge", "--warm-ip-target", "2", "--pods", "20,2"]);
+    let r = plan_json(&[
+        "--instance-type",
+        "r5.xlarge",
+        "--warm-ip-target",
+        "2",
+        "--pods",
+        "20,2",
+    ]);
     assert_eq!(column(&r, "ips_attached"), [22, 4]);
     // Default WARM_ENI_TARGET=1 frees whole ENIs only, while a spare ENI's worth (28 ≥ 2 × 14)
     // remains: back to the primary ENI alone, as at start.
@@ -96,7 +148,13 @@ fn pods_going_down_shrink_the_pool() {
 
 #[test]
 fn xen_types_fall_back_to_secondary_ips() {
-    let r = plan_json(&["--instance-type", "m4.xlarge", "--prefix-delegation", "--pods", "1"]);
+    let r = plan_json(&[
+        "--instance-type",
+        "m4.xlarge",
+        "--prefix-delegation",
+        "--pods",
+        "1",
+    ]);
     assert_eq!(r["mode"], "secondary-ip");
     assert!(r["notes"].to_string().contains("not a Nitro instance"));
 }
@@ -105,16 +163,34 @@ fn xen_types_fall_back_to_secondary_ips() {
 fn table_output_explains_the_last_step() {
     let r = run(&["plan", "--instance-type", "r5.xlarge", "--pods", "1,15"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("Last step (15 pods): pool too low: 13 available < WARM_ENI_TARGET=1 × 14 IPs"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "Last step (15 pods): pool too low: 13 available < WARM_ENI_TARGET=1 × 14 IPs"
+        ),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
 fn help_explains_every_flag() {
     let r = run_builtin(&["plan", "--help"]);
     for flag in [
-        "--instance-type", "--prefix-delegation", "--warm-eni-target", "--warm-ip-target",
-        "--minimum-ip-target", "--warm-prefix-target", "--max-eni", "--custom-networking", "--pods",
-        "--from-env", "--env-file", "--nodes", "--subnet", "--output", "--max-pods",
+        "--instance-type",
+        "--prefix-delegation",
+        "--warm-eni-target",
+        "--warm-ip-target",
+        "--minimum-ip-target",
+        "--warm-prefix-target",
+        "--max-eni",
+        "--custom-networking",
+        "--pods",
+        "--from-env",
+        "--env-file",
+        "--nodes",
+        "--subnet",
+        "--output",
+        "--max-pods",
     ] {
         assert!(r.stdout.contains(flag), "help lacks {flag}");
     }

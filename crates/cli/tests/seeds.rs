@@ -24,8 +24,14 @@ fn seed_002_warm_eni_target_table() {
 #[test]
 fn seed_002_minimum_and_warm_ip_table() {
     let r = plan_json(&[
-        "--instance-type", "r5.xlarge", "--minimum-ip-target", "20", "--warm-ip-target", "5",
-        "--pods", "1,2,15,16,23,24",
+        "--instance-type",
+        "r5.xlarge",
+        "--minimum-ip-target",
+        "20",
+        "--warm-ip-target",
+        "5",
+        "--pods",
+        "1,2,15,16,23,24",
     ]);
     assert_eq!(column(&r, "enis"), [2, 2, 2, 2, 2, 3]);
     assert_eq!(column(&r, "ips_attached"), [20, 20, 20, 21, 28, 29]);
@@ -38,8 +44,14 @@ fn seed_002_fleet_of_ten() {
     let before = plan_json(&["--instance-type", "r5.xlarge", "--pods", "20"]);
     assert_eq!(column(&before, "ips_attached"), [42]);
     let after = plan_json(&[
-        "--instance-type", "r5.xlarge", "--minimum-ip-target", "20", "--warm-ip-target", "2",
-        "--pods", "20",
+        "--instance-type",
+        "r5.xlarge",
+        "--minimum-ip-target",
+        "20",
+        "--warm-ip-target",
+        "2",
+        "--pods",
+        "20",
     ]);
     assert_eq!(column(&after, "ips_attached"), [22]);
     assert_eq!(10 * column(&before, "ips_attached")[0], 420);
@@ -50,8 +62,17 @@ fn seed_002_fleet_of_ten() {
 #[test]
 fn seed_003_prefix_scenario() {
     let r = plan_json(&[
-        "--instance-type", "m5.large", "--prefix-delegation", "--warm-prefix-target", "1",
-        "--minimum-ip-target", "25", "--warm-ip-target", "5", "--pods", "25,37",
+        "--instance-type",
+        "m5.large",
+        "--prefix-delegation",
+        "--warm-prefix-target",
+        "1",
+        "--minimum-ip-target",
+        "25",
+        "--warm-ip-target",
+        "5",
+        "--pods",
+        "25,37",
     ]);
     assert_eq!(r["mode"], "prefix");
     assert_eq!(column(&r, "enis"), [1, 1]);
@@ -63,10 +84,20 @@ fn seed_003_prefix_scenario() {
 /// Seed 003's max-pods figures: m5.large is 29 in secondary-IP mode and 110 with prefixes.
 #[test]
 fn seed_003_max_pods() {
-    let sip = run_builtin(&["max-pods", "--instance-type", "m5.large", "--cni-version", "1.9.0"]);
+    let sip = run_builtin(&[
+        "max-pods",
+        "--instance-type",
+        "m5.large",
+        "--cni-version",
+        "1.9.0",
+    ]);
     assert_eq!(sip.stdout.trim(), "29");
     let pd = run_builtin(&[
-        "max-pods", "--instance-type", "m5.large", "--cni-version", "1.9.0",
+        "max-pods",
+        "--instance-type",
+        "m5.large",
+        "--cni-version",
+        "1.9.0",
         "--cni-prefix-delegation-enabled",
     ]);
     assert_eq!(pd.stdout.trim(), "110");
@@ -78,13 +109,23 @@ fn seed_003_max_pods() {
 #[test]
 fn seed_000_prefix_reservation_table() {
     let min = plan_json(&[
-        "--instance-type", "m5.large", "--prefix-delegation", "--warm-ip-target", "1",
-        "--pods", "1,10,17,30",
+        "--instance-type",
+        "m5.large",
+        "--prefix-delegation",
+        "--warm-ip-target",
+        "1",
+        "--pods",
+        "1,10,17,30",
     ]);
     assert_eq!(column(&min, "ips_attached"), [16, 16, 32, 32]);
     let warm_prefix = plan_json(&[
-        "--instance-type", "m5.large", "--prefix-delegation", "--warm-prefix-target", "1",
-        "--pods", "1,10,17,30",
+        "--instance-type",
+        "m5.large",
+        "--prefix-delegation",
+        "--warm-prefix-target",
+        "1",
+        "--pods",
+        "1,10,17,30",
     ]);
     assert_eq!(column(&warm_prefix, "ips_attached"), [32, 32, 48, 48]);
 }
@@ -93,11 +134,19 @@ fn seed_000_prefix_reservation_table() {
 /// (4 vCPUs ≤ 30): discrepancy 2.
 #[test]
 fn seed_000_max_pods_table() {
-    for (ty, sip, pd) in [("t3.medium", 17, 110), ("m5.large", 29, 110), ("m5.xlarge", 58, 110)] {
+    for (ty, sip, pd) in [
+        ("t3.medium", 17, 110),
+        ("m5.large", 29, 110),
+        ("m5.xlarge", 58, 110),
+    ] {
         let a = run_builtin(&["max-pods", "--instance-type", ty, "--cni-version", "1.20.1"]);
         assert_eq!(a.stdout.trim(), sip.to_string(), "{ty} secondary IP");
         let b = run_builtin(&[
-            "max-pods", "--instance-type", ty, "--cni-version", "1.20.1",
+            "max-pods",
+            "--instance-type",
+            ty,
+            "--cni-version",
+            "1.20.1",
             "--cni-prefix-delegation-enabled",
         ]);
         assert_eq!(b.stdout.trim(), pd.to_string(), "{ty} prefix");
@@ -137,8 +186,14 @@ fn seed_001_t3_table() {
 #[test]
 fn seed_001_minimum_twelve_warm_two() {
     let r = plan_json(&[
-        "--instance-type", "t3.large", "--minimum-ip-target", "12", "--warm-ip-target", "2",
-        "--pods", "0,10,11,12,20",
+        "--instance-type",
+        "t3.large",
+        "--minimum-ip-target",
+        "12",
+        "--warm-ip-target",
+        "2",
+        "--pods",
+        "0,10,11,12,20",
     ]);
     assert_eq!(column(&r, "ips_attached"), [12, 12, 13, 14, 22]);
     assert_eq!(column(&r, "unused_ips"), [12, 2, 2, 2, 2]);
@@ -148,8 +203,13 @@ fn seed_001_minimum_twelve_warm_two() {
 #[test]
 fn seed_001_forty_eight_pods_three_prefixes() {
     let r = plan_json(&[
-        "--instance-type", "m5.large", "--prefix-delegation", "--minimum-ip-target", "48",
-        "--pods", "48",
+        "--instance-type",
+        "m5.large",
+        "--prefix-delegation",
+        "--minimum-ip-target",
+        "48",
+        "--pods",
+        "48",
     ]);
     assert_eq!(column(&r, "prefixes"), [3]);
     assert_eq!(column(&r, "unused_ips"), [0]);
@@ -159,17 +219,38 @@ fn seed_001_forty_eight_pods_three_prefixes() {
 #[test]
 fn seed_003_subnet_question() {
     let r = plan_json(&[
-        "--instance-type", "m5.large", "--prefix-delegation", "--warm-prefix-target", "1",
-        "--minimum-ip-target", "25", "--warm-ip-target", "5", "--pods", "25,37",
-        "--nodes", "10", "--subnet", "10.0.0.0/24",
+        "--instance-type",
+        "m5.large",
+        "--prefix-delegation",
+        "--warm-prefix-target",
+        "1",
+        "--minimum-ip-target",
+        "25",
+        "--warm-ip-target",
+        "5",
+        "--pods",
+        "25,37",
+        "--nodes",
+        "10",
+        "--subnet",
+        "10.0.0.0/24",
     ]);
     let s = &r["subnet"];
     assert_eq!(s["usable_addresses"], 251);
     assert_eq!(s["addresses_held"], 490);
     assert_eq!(s["fits"], false);
     let small = plan_json(&[
-        "--instance-type", "m5.large", "--prefix-delegation", "--warm-prefix-target", "1",
-        "--pods", "10", "--nodes", "3", "--subnet", "10.0.0.0/24",
+        "--instance-type",
+        "m5.large",
+        "--prefix-delegation",
+        "--warm-prefix-target",
+        "1",
+        "--pods",
+        "10",
+        "--nodes",
+        "3",
+        "--subnet",
+        "10.0.0.0/24",
     ]);
     assert_eq!(small["subnet"]["fits"], true, "{}", small["subnet"]);
 }

@@ -76,6 +76,10 @@ pub fn column(report: &serde_json::Value, field: &str) -> Vec<u64> {
         .as_array()
         .expect("rows")
         .iter()
-        .map(|r| r[field].as_u64().unwrap_or_else(|| panic!("row field {field}")))
+        .map(|r| {
+            r[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("row field {field}"))
+        })
         .collect()
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Serialize;
 use vpc_cni_ipam::policy::PoolPolicy;
 use vpc_cni_ipam::{
-    AwsPolicy, Datastore, DatastoreError, IpamKey, NodeState, PodMetadata, PoolLimits, Settings,
-    Time,
+    Action, AwsPolicy, Datastore, DatastoreError, IpamKey, NodeState, PodMetadata, PoolLimits,
+    Settings, Time,
 };
 use vpc_cni_limits::{IPS_PER_PREFIX, InstanceType};
 
@@ -16,8 +16,8 @@ use crate::subnet::{SubnetFit, SubnetQuestion, fit};
 
 /// Pool-manager period (upstream: 2.5 s + 2.5 s, no jitter).
 pub const CYCLE: Duration = Duration::from_secs(5);
-/// Cycles after which a plan that never settles is abandoned.
-const MAX_CYCLES: u32 = 200_000;
+/// Cycles (about 2.8 h of node time) after which a pool that keeps acting is declared oscillating.
+const MAX_CYCLES: u32 = 2_000;
 
 /// What to plan.
 #[derive(Debug, Clone)]
@@ -91,9 +91,6 @@ pub struct PlanReport {
 /// Planner failures.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    /// The policy kept acting and never settled.
-    #[error("the pool did not settle after {0} cycles (the settings make the policy oscillate)")]
-    NoFixedPoint(u32),
     /// The ideal cloud rejected an action (a bug in policy or planner).
     #[error("applying a decision failed: {0}")]
     Datastore(#[from] DatastoreError),
@@ -108,6 +105,7 @@ struct Node {
     pending: u32,
     last_rule: Option<String>,
     idle_window: Duration,
+    oscillation: Option<String>,
 }
 
 impl Node {
@@ -126,12 +124,15 @@ impl Node {
             pending: 0,
             last_rule: None,
             idle_window,
+            oscillation: None,
         })
     }
 
-    /// Run cycles until nothing happens for a whole idle window.
+    /// Run cycles until nothing happens for a whole idle window. A pool that keeps acting is
+    /// recorded as oscillating (upstream does the same with such settings) and left as it is.
     fn settle(&mut self) -> Result<(), PlanError> {
         let mut idle = Duration::ZERO;
+        let mut recent: Vec<String> = Vec::new();
         for _ in 0..MAX_CYCLES {
             let decisions = self
                 .policy
@@ -143,6 +144,18 @@ impl Node {
                 for d in &decisions {
                     self.cloud.apply(&mut self.ds, &d.action, self.now)?;
                     self.last_rule = Some(d.reason.clone());
+                    let label = match &d.action {
+                        Action::AllocateEni { .. } => "allocate a new ENI",
+                        Action::FreeEni { .. } => "free an ENI",
+                        Action::AssignToEni { .. } => "assign addresses to an ENI",
+                        Action::Release { .. } => "release addresses",
+                    };
+                    if !recent.iter().any(|r| r == label) {
+                        recent.push(label.to_string());
+                    }
+                    if recent.len() > 3 {
+                        recent.remove(0);
+                    }
                 }
             }
             self.now = self.now.plus(CYCLE);
@@ -150,7 +163,14 @@ impl Node {
                 return Ok(());
             }
         }
-        Err(PlanError::NoFixedPoint(MAX_CYCLES))
+        let pods = self.pods.len();
+        self.oscillation = Some(format!(
+            "never settles at {pods} pods: the policy keeps cycling ({}); last: {} \
+             (upstream ipamd does the same with these settings)",
+            recent.join(", then "),
+            self.last_rule.as_deref().unwrap_or("-")
+        ));
+        Ok(())
     }
 
     /// Add one pod, waiting for the pool to grow if needed; `false` if it never gets an address.
@@ -247,6 +267,12 @@ pub fn plan(req: &PlanRequest) -> Result<PlanReport, PlanError> {
         if node.last_rule.is_none() || node.pending > 0 {
             node.last_rule = Some(node.policy.describe(&node.ds, node.now));
         }
+        if let Some(o) = node.oscillation.take() {
+            node.last_rule = Some(o.clone());
+            if !notes.contains(&o) {
+                notes.push(o);
+            }
+        }
         rows.push(node.row(target));
     }
     if let Some(row) = rows.iter().find(|r| r.pending_pods > 0) {
@@ -256,6 +282,17 @@ pub fn plan(req: &PlanRequest) -> Result<PlanReport, PlanError> {
             req.instance.name,
             row.pods
         ));
+        let s = &req.settings;
+        if s.warm_ip_target == 0
+            && s.minimum_ip_target > 0
+            && row.ips_attached < limits.max_eni * limits.max_ips_per_eni
+        {
+            notes.push(format!(
+                "MINIMUM_IP_TARGET={} without WARM_IP_TARGET caps the pool at the minimum: ipamd never \
+                 grows past it (intended upstream, amazon-vpc-cni-k8s#2650); set WARM_IP_TARGET ≥ 1",
+                s.minimum_ip_target
+            ));
+        }
     }
     let subnet = req.subnet.as_ref().map(|q| {
         let worst = rows.iter().max_by_key(|r| r.subnet_addresses);

@@ -49,6 +49,16 @@ impl AwsPolicy {
         &self.limits
     }
 
+    /// Whether the pool is below its targets now (`isDatastorePoolTooLow`).
+    pub fn pool_too_low(&self, ds: &Datastore, now: Time) -> bool {
+        self.too_low(ds, &ds.stats(now)).is_some()
+    }
+
+    /// Whether the pool holds more than its targets now (`isDatastorePoolTooHigh`).
+    pub fn pool_too_high(&self, ds: &Datastore, now: Time) -> bool {
+        self.too_high(ds, &ds.stats(now)).is_some()
+    }
+
     /// Replace the limits (e.g. when max pods is refreshed from the Node object).
     pub fn set_limits(&mut self, limits: PoolLimits) {
         self.limits = limits;
