@@ -167,10 +167,10 @@ proptest! {
             now = now.plus(Duration::from_secs(7));
             if let Some(r) = ds.unassign(&key(k), now) {
                 released.insert(r.ip, now);
-            } else if let Ok(a) = ds.assign(&key(k), PodMetadata::default(), now) {
-                if let Some(t) = released.get(&a.ip) {
-                    prop_assert!(now.since(*t) > Duration::from_secs(30), "{} reused after {:?}", a.ip, now.since(*t));
-                }
+            } else if let Ok(a) = ds.assign(&key(k), PodMetadata::default(), now)
+                && let Some(t) = released.get(&a.ip)
+            {
+                prop_assert!(now.since(*t) > Duration::from_secs(30), "{} reused after {:?}", a.ip, now.since(*t));
             }
         }
     }

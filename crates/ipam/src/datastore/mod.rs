@@ -337,10 +337,8 @@ impl Datastore {
         skip_primary: bool,
     ) -> impl Iterator<Item = &Eni> {
         self.enis.iter().filter(move |e| {
-            !e.is_trunk
-                && !e.excluded
-                && !(skip_primary && e.is_primary)
-                && (e.cidrs.len() as u32) < max_cidrs
+            let barred = e.is_trunk || e.excluded || (skip_primary && e.is_primary);
+            !barred && (e.cidrs.len() as u32) < max_cidrs
         })
     }
 

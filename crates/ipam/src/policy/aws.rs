@@ -361,31 +361,30 @@ impl PoolPolicy for AwsPolicy {
             if self.growth_blocked(node, now).is_none() {
                 out.extend(self.increase(ds, &stats, why));
             }
-        } else if let Some((amount, why)) = self.too_high(ds, &stats) {
-            if self
+        } else if let Some((amount, why)) = self.too_high(ds, &stats)
+            && self
                 .last_decrease
                 .is_none_or(|t| now.since(t) > DECREASE_INTERVAL)
-            {
-                out.extend(self.decrease(ds, amount, &why));
-                self.last_decrease = Some(now);
-            }
+        {
+            out.extend(self.decrease(ds, amount, &why));
+            self.last_decrease = Some(now);
         }
         let stats = ds.stats(now);
         let may_free =
             !node.terminating && (!node.unschedulable || self.settings.manage_enis_non_schedulable);
-        if may_free && self.should_remove_extra_enis(ds, &stats) {
-            if let Some(id) = self.deletable_eni(ds, now).map(|e| e.id.clone()) {
-                if ds.remove_eni(&id, false).is_ok() {
-                    out.push(Decision {
-                        reason: format!(
-                            "{id} has no pods and the rest of the pool meets the targets \
-                             ({} available elsewhere)",
-                            ds.stats(now).available()
-                        ),
-                        action: Action::FreeEni { eni: id },
-                    });
-                }
-            }
+        if may_free
+            && self.should_remove_extra_enis(ds, &stats)
+            && let Some(id) = self.deletable_eni(ds, now).map(|e| e.id.clone())
+            && ds.remove_eni(&id, false).is_ok()
+        {
+            out.push(Decision {
+                reason: format!(
+                    "{id} has no pods and the rest of the pool meets the targets \
+                     ({} available elsewhere)",
+                    ds.stats(now).available()
+                ),
+                action: Action::FreeEni { eni: id },
+            });
         }
         out
     }

@@ -20,8 +20,11 @@ pub fn data_dir() -> PathBuf {
 
 /// Output of one run.
 pub struct Run {
+    /// Exit code.
     pub code: i32,
+    /// Standard output.
     pub stdout: String,
+    /// Standard error.
     pub stderr: String,
 }
 
