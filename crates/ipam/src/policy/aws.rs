@@ -495,6 +495,9 @@ mod tests {
         }
     }
 
+    /// (instance type, settings, CIDRs per ENI, pods, expected actions)
+    type GrowthCase = (&'static str, Settings, Vec<u32>, u32, Vec<Action>);
+
     #[test]
     fn growth_table() {
         use CidrKind::{Prefix, SecondaryIp as Ip};
@@ -511,7 +514,7 @@ mod tests {
             minimum_ip_target: m,
             ..d()
         };
-        let cases: Vec<(&str, Settings, Vec<u32>, u32, Vec<Action>)> = vec![
+        let cases: Vec<GrowthCase> = vec![
             // WARM_ENI_TARGET=1, empty primary: fill it with a whole ENI's worth.
             ("r5.xlarge", d(), vec![0], 0, vec![assign("eni-0", 14, Ip)]),
             // One ENI's worth free: steady.
