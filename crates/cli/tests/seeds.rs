@@ -6,6 +6,22 @@ mod support;
 
 use support::{column, plan_json, run_builtin};
 
+/// Seed 003's node: m5.large, prefix mode, WARM_PREFIX_TARGET=1, MINIMUM_IP_TARGET=25,
+/// WARM_IP_TARGET=5, at 25 then 37 pods.
+const SEED_003: &[&str] = &[
+    "--instance-type",
+    "m5.large",
+    "--prefix-delegation",
+    "--warm-prefix-target",
+    "1",
+    "--minimum-ip-target",
+    "25",
+    "--warm-ip-target",
+    "5",
+    "--pods",
+    "25,37",
+];
+
 /// Seed 002, first table: r5.xlarge with the default WARM_ENI_TARGET=1. The seed's 37 IPs at 15
 /// pods is 42 by the code (a whole ENI's worth, 14, is added): discrepancy 1.
 #[test]
@@ -61,19 +77,7 @@ fn seed_002_fleet_of_ten() {
 /// Seed 003: m5.large, prefix mode, WARM_PREFIX_TARGET=1, MINIMUM_IP_TARGET=25, WARM_IP_TARGET=5.
 #[test]
 fn seed_003_prefix_scenario() {
-    let r = plan_json(&[
-        "--instance-type",
-        "m5.large",
-        "--prefix-delegation",
-        "--warm-prefix-target",
-        "1",
-        "--minimum-ip-target",
-        "25",
-        "--warm-ip-target",
-        "5",
-        "--pods",
-        "25,37",
-    ]);
+    let r = plan_json(SEED_003);
     assert_eq!(r["mode"], "prefix");
     assert_eq!(column(&r, "enis"), [1, 1]);
     assert_eq!(column(&r, "prefixes"), [2, 3]);
@@ -218,23 +222,7 @@ fn seed_001_forty_eight_pods_three_prefixes() {
 /// Seed 003's /24 warning: ten m5.large prefix nodes at 37 pods do not fit in a /24.
 #[test]
 fn seed_003_subnet_question() {
-    let r = plan_json(&[
-        "--instance-type",
-        "m5.large",
-        "--prefix-delegation",
-        "--warm-prefix-target",
-        "1",
-        "--minimum-ip-target",
-        "25",
-        "--warm-ip-target",
-        "5",
-        "--pods",
-        "25,37",
-        "--nodes",
-        "10",
-        "--subnet",
-        "10.0.0.0/24",
-    ]);
+    let r = plan_json(&[SEED_003, &["--nodes", "10", "--subnet", "10.0.0.0/24"]].concat());
     let s = &r["subnet"];
     assert_eq!(s["usable_addresses"], 251);
     assert_eq!(s["addresses_held"], 490);
