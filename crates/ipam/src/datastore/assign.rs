@@ -196,9 +196,9 @@ impl Datastore {
         info.unassigned_at = Some(now);
         Some(Released {
             ip,
-            eni_id: eni.id.clone(),
-            device_number: eni.device_number,
-            route_table_id: eni.route_table_id,
+            eni_id: eni.spec.id.clone(),
+            device_number: eni.spec.device_number,
+            route_table_id: eni.spec.route_table_id,
             interfaces_count,
             from_prefix: cidr.is_prefix,
         })

@@ -51,7 +51,7 @@ pub enum DatastoreError {
 }
 
 /// How an ENI enters the datastore.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct EniSpec {
     /// ENI ID (`eni-…`).
     pub id: String,
@@ -109,31 +109,24 @@ impl CidrInfo {
     }
 }
 
-/// One ENI in the datastore.
+/// One ENI in the datastore: its [`EniSpec`] (readable through `Deref`) plus live state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Eni {
-    /// ENI ID.
-    pub id: String,
-    /// Device index.
-    pub device_number: u32,
-    /// Primary ENI of the instance.
-    pub is_primary: bool,
-    /// Trunk ENI.
-    pub is_trunk: bool,
-    /// EFA ENI.
-    pub is_efa: bool,
-    /// Excluded for pod IPs.
-    pub excluded: bool,
-    /// Subnet ID.
-    pub subnet_id: String,
-    /// Route table for pods on this ENI.
-    pub route_table_id: u32,
-    /// Primary private IP.
-    pub primary_ip: Option<Ipv4Addr>,
+    /// What the ENI is.
+    #[serde(flatten)]
+    pub spec: EniSpec,
     /// When it entered the datastore (restart resets it, as upstream).
     pub created_at: Time,
     /// Its CIDRs by value.
     pub cidrs: BTreeMap<Ipv4Net, CidrInfo>,
+}
+
+impl std::ops::Deref for Eni {
+    type Target = EniSpec;
+
+    fn deref(&self) -> &EniSpec {
+        &self.spec
+    }
 }
 
 impl Eni {
@@ -215,15 +208,7 @@ impl Datastore {
             return Err(DatastoreError::DuplicateEni(spec.id));
         }
         let eni = Eni {
-            id: spec.id,
-            device_number: spec.device_number,
-            is_primary: spec.is_primary,
-            is_trunk: spec.is_trunk,
-            is_efa: spec.is_efa,
-            excluded: spec.excluded,
-            subnet_id: spec.subnet_id,
-            route_table_id: spec.route_table_id,
-            primary_ip: spec.primary_ip,
+            spec,
             created_at: now,
             cidrs: BTreeMap::new(),
         };

@@ -1,0 +1,254 @@
+//! Table-driven unit tests of the `aws` policy: growth, shrink and ENI freeing, timers.
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use vpc_cni_limits::LimitsTable;
+
+use super::*;
+use crate::datastore::EniSpec;
+use crate::key::{IpamKey, PodMetadata};
+
+/// A node of `ty` whose ENIs hold `cidrs[i]` /32s (or /28s in PD) and `pods` assigned.
+fn node(ty: &str, settings: Settings, cidrs: &[u32], pods: u32) -> (Datastore, AwsPolicy) {
+    let table = LimitsTable::builtin();
+    let limits = PoolLimits::new(&table.get(ty).unwrap().limits, &settings, 250);
+    let pd = limits.prefix_delegation;
+    let mut ds = Datastore::new(pd, settings.ip_cooldown);
+    let mut next = u32::from(Ipv4Addr::new(10, 0, 0, 0));
+    for (d, n) in cidrs.iter().enumerate() {
+        let id = format!("eni-{d}");
+        let spec = EniSpec {
+            id: id.clone(),
+            device_number: d as u32,
+            is_primary: d == 0,
+            ..Default::default()
+        };
+        ds.add_eni(spec, Time::ZERO).unwrap();
+        for _ in 0..*n {
+            let net = Ipv4Net::new(Ipv4Addr::from(next), if pd { 28 } else { 32 }).unwrap();
+            ds.add_cidr(&id, net, pd).unwrap();
+            next += 16;
+        }
+    }
+    for p in 0..pods {
+        ds.assign(
+            &IpamKey::new("aws-cni", &p.to_string(), "eth0"),
+            PodMetadata::default(),
+            Time::ZERO,
+        )
+        .unwrap();
+    }
+    (ds, AwsPolicy::new(settings, limits))
+}
+
+fn actions(ty: &str, settings: Settings, cidrs: &[u32], pods: u32) -> Vec<Action> {
+    let (mut ds, mut p) = node(ty, settings, cidrs, pods);
+    p.cycle(&mut ds, NodeState::default(), Time::from_secs(600))
+        .into_iter()
+        .map(|d| d.action)
+        .collect()
+}
+
+fn assign(eni: &str, count: u32, kind: CidrKind) -> Action {
+    Action::AssignToEni {
+        eni: eni.into(),
+        count,
+        kind,
+    }
+}
+
+/// (instance type, settings, CIDRs per ENI, pods, expected actions)
+type GrowthCase = (&'static str, Settings, Vec<u32>, u32, Vec<Action>);
+
+#[test]
+fn growth_table() {
+    use CidrKind::{Prefix, SecondaryIp as Ip};
+    let d = Settings::default;
+    let targets = |w, m| Settings {
+        warm_ip_target: w,
+        minimum_ip_target: m,
+        ..d()
+    };
+    let pd = |wpt, w, m| Settings {
+        prefix_delegation: true,
+        warm_prefix_target: wpt,
+        warm_ip_target: w,
+        minimum_ip_target: m,
+        ..d()
+    };
+    let cases: Vec<GrowthCase> = vec![
+        // WARM_ENI_TARGET=1, empty primary: fill it with a whole ENI's worth.
+        ("r5.xlarge", d(), vec![0], 0, vec![assign("eni-0", 14, Ip)]),
+        // One ENI's worth free: steady.
+        ("r5.xlarge", d(), vec![14], 0, vec![]),
+        // 13 free < 14: primary full → new ENI with 14.
+        (
+            "r5.xlarge",
+            d(),
+            vec![14],
+            1,
+            vec![Action::AllocateEni {
+                count: 14,
+                kind: Ip,
+            }],
+        ),
+        // Targets: short = max(5 − 5, 20 − 14) = 6 → new ENI with 6.
+        (
+            "r5.xlarge",
+            targets(5, 20),
+            vec![14],
+            0,
+            vec![Action::AllocateEni { count: 6, kind: Ip }],
+        ),
+        // Targets: short 1 with room on the second ENI.
+        (
+            "r5.xlarge",
+            targets(5, 20),
+            vec![14, 6],
+            16,
+            vec![assign("eni-1", 1, Ip)],
+        ),
+        // MAX_ENI=1 and full: nothing to do.
+        (
+            "r5.xlarge",
+            Settings {
+                max_eni: Some(1),
+                ..d()
+            },
+            vec![14],
+            14,
+            vec![],
+        ),
+        // PD, WARM_PREFIX_TARGET=1, no free prefix: one more prefix on the primary.
+        (
+            "m5.large",
+            pd(1, 0, 0),
+            vec![1],
+            1,
+            vec![assign("eni-0", 1, Prefix)],
+        ),
+        // PD with targets: MINIMUM 25 → 2 prefixes at once.
+        (
+            "m5.large",
+            pd(1, 5, 25),
+            vec![0],
+            0,
+            vec![assign("eni-0", 2, Prefix)],
+        ),
+        // Custom networking: the primary is never grown.
+        (
+            "m5.large",
+            Settings {
+                custom_networking: true,
+                ..d()
+            },
+            vec![0],
+            0,
+            vec![Action::AllocateEni { count: 9, kind: Ip }],
+        ),
+    ];
+    for (ty, s, cidrs, pods, want) in cases {
+        assert_eq!(
+            actions(ty, s.clone(), &cidrs, pods),
+            want,
+            "{ty} {s:?} cidrs={cidrs:?} pods={pods}"
+        );
+    }
+}
+
+#[test]
+fn shrink_and_free_table() {
+    let d = Settings::default;
+    // WARM_IP_TARGET=2 with 10 free /32s: release 8, highest device first.
+    let acts = actions(
+        "r5.xlarge",
+        Settings {
+            warm_ip_target: 2,
+            ..d()
+        },
+        &[14],
+        4,
+    );
+    assert!(
+        matches!(&acts[..], [Action::Release { eni, cidrs }] if eni == "eni-0" && cidrs.len() == 8),
+        "{acts:?}"
+    );
+    // WARM_ENI_TARGET=1, 3 ENIs and 0 pods: 42 ≥ 2 × 14 → free the highest empty ENI.
+    let acts = actions("r5.xlarge", d(), &[14, 14, 14], 0);
+    assert_eq!(
+        acts,
+        vec![Action::FreeEni {
+            eni: "eni-2".into()
+        }]
+    );
+    // PD: 3 free prefixes > WARM_PREFIX_TARGET=1 → release 2.
+    let acts = actions(
+        "m5.large",
+        Settings {
+            prefix_delegation: true,
+            warm_prefix_target: 1,
+            ..d()
+        },
+        &[3],
+        0,
+    );
+    assert!(
+        matches!(&acts[..], [Action::Release { cidrs, .. }] if cidrs.len() == 2),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn timers_gate_actions() {
+    // An ENI younger than one minute is not freed.
+    let (mut ds, mut p) = node("r5.xlarge", Settings::default(), &[14, 14, 14], 0);
+    assert!(
+        p.cycle(&mut ds, NodeState::default(), Time::from_secs(30))
+            .is_empty()
+    );
+    // Within 120 s of an insufficient-addresses error growth pauses (boundary inclusive).
+    let (mut ds, mut p) = node("r5.xlarge", Settings::default(), &[0], 0);
+    p.record_insufficient_addresses(Time::from_secs(100));
+    assert!(
+        p.cycle(&mut ds, NodeState::default(), Time::from_secs(220))
+            .is_empty()
+    );
+    assert_eq!(
+        p.cycle(&mut ds, NodeState::default(), Time::from_secs(221))
+            .len(),
+        1
+    );
+    // Two shrinks are at least 30 s apart.
+    let (mut ds, mut p) = node(
+        "r5.xlarge",
+        Settings {
+            warm_ip_target: 2,
+            ..Settings::default()
+        },
+        &[14],
+        4,
+    );
+    assert_eq!(
+        p.cycle(&mut ds, NodeState::default(), Time::from_secs(100))
+            .len(),
+        1
+    );
+    ds.add_cidr("eni-0", "10.9.9.9/32".parse().unwrap(), false)
+        .unwrap();
+    assert!(
+        p.cycle(&mut ds, NodeState::default(), Time::from_secs(130))
+            .is_empty()
+    );
+    assert_eq!(
+        p.cycle(&mut ds, NodeState::default(), Time::from_secs(131))
+            .len(),
+        1
+    );
+    // A terminating node does not grow.
+    let (mut ds, mut p) = node("r5.xlarge", Settings::default(), &[0], 0);
+    let term = NodeState {
+        terminating: true,
+        unschedulable: false,
+    };
+    assert!(p.cycle(&mut ds, term, Time::ZERO).is_empty());
+}
