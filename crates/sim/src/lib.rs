@@ -1,0 +1,11 @@
+//! The simulated VPC (subnets, ENIs, instance limits, EC2 errors, throttling, latency, faults) and,
+//! on top of it, the discrete-event cluster simulator. Deterministic for a given seed; time is
+//! passed in.
+
+pub mod error;
+pub mod rng;
+pub mod subnet;
+
+pub use error::{Ec2Error, Ec2ErrorCode};
+pub use rng::Rng;
+pub use subnet::{ReservationType, Subnet};
