@@ -57,7 +57,10 @@ impl Ec2ErrorCode {
 
     /// Whether the error means the subnet is out of addresses (ipamd's 120 s pause).
     pub fn is_insufficient_addresses(self) -> bool {
-        matches!(self, Self::InsufficientCidrBlocks | Self::InsufficientFreeAddressesInSubnet)
+        matches!(
+            self,
+            Self::InsufficientCidrBlocks | Self::InsufficientFreeAddressesInSubnet
+        )
     }
 }
 
@@ -80,6 +83,9 @@ pub struct Ec2Error {
 impl Ec2Error {
     /// Build an error.
     pub fn new(code: Ec2ErrorCode, message: impl Into<String>) -> Self {
-        Ec2Error { code, message: message.into() }
+        Ec2Error {
+            code,
+            message: message.into(),
+        }
     }
 }

@@ -5,7 +5,11 @@
 pub mod error;
 pub mod rng;
 pub mod subnet;
+pub mod throttle;
+pub mod vpc;
 
 pub use error::{Ec2Error, Ec2ErrorCode};
 pub use rng::Rng;
 pub use subnet::{ReservationType, Subnet};
+pub use throttle::{Ec2Action, Throttle};
+pub use vpc::{Attachment, CallStats, EniStatus, Faults, Instance, Latency, SimEni, Vpc};

@@ -108,10 +108,18 @@ impl Subnet {
     /// Add a subnet CIDR reservation (`CreateSubnetCidrReservation`).
     pub fn reserve(&mut self, cidr: Ipv4Net, kind: ReservationType) -> Result<(), Ec2Error> {
         let cidr = cidr.trunc();
-        if !self.cidr.contains(&cidr) || self.reservations.iter().any(|(r, _)| r.contains(&cidr) || cidr.contains(r)) {
+        if !self.cidr.contains(&cidr)
+            || self
+                .reservations
+                .iter()
+                .any(|(r, _)| r.contains(&cidr) || cidr.contains(r))
+        {
             return Err(Ec2Error::new(
                 Ec2ErrorCode::InvalidParameterValue,
-                format!("reservation {cidr} is outside {} or overlaps another", self.cidr),
+                format!(
+                    "reservation {cidr} is outside {} or overlaps another",
+                    self.cidr
+                ),
             ));
         }
         let start = self.offset(cidr.network()).expect("contained");
@@ -147,7 +155,10 @@ impl Subnet {
         }
         Err(Ec2Error::new(
             Ec2ErrorCode::InsufficientFreeAddressesInSubnet,
-            format!("There are not enough free addresses in subnet '{}' to satisfy the requested number of instances.", self.id),
+            format!(
+                "There are not enough free addresses in subnet '{}' to satisfy the requested number of instances.",
+                self.id
+            ),
         ))
     }
 
@@ -172,7 +183,9 @@ impl Subnet {
 
     fn block_in(&self, b: u32, kind: ReservationType) -> bool {
         let ip = self.addr(b * 16);
-        self.reservations.iter().any(|(r, k)| *k == kind && r.contains(&ip))
+        self.reservations
+            .iter()
+            .any(|(r, k)| *k == kind && r.contains(&ip))
     }
 
     /// Aligned /28 blocks that are wholly free and may hold a prefix.
@@ -232,7 +245,11 @@ mod tests {
 
     #[test]
     fn reserved_addresses_and_counts() {
-        for (cidr, free, blocks) in [("10.0.0.0/24", 251, 14), ("10.0.0.0/28", 11, 0), ("10.0.0.0/20", 4091, 254)] {
+        for (cidr, free, blocks) in [
+            ("10.0.0.0/24", 251, 14),
+            ("10.0.0.0/28", 11, 0),
+            ("10.0.0.0/20", 4091, 254),
+        ] {
             let s = subnet(cidr);
             assert_eq!(s.free_addresses(), free, "{cidr}");
             assert_eq!(s.free_prefix_blocks(), blocks, "{cidr}");
@@ -248,7 +265,10 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), 251);
-        assert!(!sorted.contains(&"10.0.0.0".parse().unwrap()) && !sorted.contains(&"10.0.0.255".parse().unwrap()));
+        assert!(
+            !sorted.contains(&"10.0.0.0".parse().unwrap())
+                && !sorted.contains(&"10.0.0.255".parse().unwrap())
+        );
         assert_ne!(ips[..10], sorted[..10], "placement must not be packed");
         let err = s.alloc_ip(&mut rng).unwrap_err();
         assert_eq!(err.code, Ec2ErrorCode::InsufficientFreeAddressesInSubnet);
@@ -265,23 +285,37 @@ mod tests {
         }
         assert!(s.free_addresses() > 200);
         assert_eq!(s.free_prefix_blocks(), 0);
-        assert_eq!(s.alloc_prefix(&mut rng).unwrap_err().code, Ec2ErrorCode::InsufficientCidrBlocks);
+        assert_eq!(
+            s.alloc_prefix(&mut rng).unwrap_err().code,
+            Ec2ErrorCode::InsufficientCidrBlocks
+        );
     }
 
     #[test]
     fn reservations_steer_placement() {
         let mut s = subnet("10.0.0.0/24");
         let mut rng = Rng::new(5);
-        s.reserve("10.0.0.128/26".parse().unwrap(), ReservationType::Prefix).unwrap();
-        s.reserve("10.0.0.64/27".parse().unwrap(), ReservationType::Explicit).unwrap();
+        s.reserve("10.0.0.128/26".parse().unwrap(), ReservationType::Prefix)
+            .unwrap();
+        s.reserve("10.0.0.64/27".parse().unwrap(), ReservationType::Explicit)
+            .unwrap();
         let p = s.alloc_prefix(&mut rng).unwrap();
         assert!("10.0.0.128/26".parse::<Ipv4Net>().unwrap().contains(&p));
         for _ in 0..100 {
             let ip = s.alloc_ip(&mut rng).unwrap();
-            assert!(!"10.0.0.64/27".parse::<Ipv4Net>().unwrap().contains(&ip), "{ip} in an explicit reservation");
-            assert!(!"10.0.0.128/26".parse::<Ipv4Net>().unwrap().contains(&ip), "{ip} in a prefix reservation");
+            assert!(
+                !"10.0.0.64/27".parse::<Ipv4Net>().unwrap().contains(&ip),
+                "{ip} in an explicit reservation"
+            );
+            assert!(
+                !"10.0.0.128/26".parse::<Ipv4Net>().unwrap().contains(&ip),
+                "{ip} in a prefix reservation"
+            );
         }
         s.release(p);
-        assert!(s.reserve("10.0.0.0/8".parse().unwrap(), ReservationType::Prefix).is_err());
+        assert!(
+            s.reserve("10.0.0.0/8".parse().unwrap(), ReservationType::Prefix)
+                .is_err()
+        );
     }
 }

@@ -1,0 +1,718 @@
+//! The simulated VPC: subnets, instances and ENIs with EC2's limits, states and error codes.
+//! Every daemon-facing action goes through [`Vpc::call`], which applies account-wide throttling,
+//! injected faults and the call counters.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use vpc_cni_ipam::Time;
+use vpc_cni_limits::InstanceLimits;
+
+use crate::error::{Ec2Error, Ec2ErrorCode};
+use crate::rng::Rng;
+use crate::subnet::Subnet;
+use crate::throttle::{Ec2Action, Throttle};
+
+/// Latencies of the simulated cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Latency {
+    /// CreateNetworkInterface + AttachNetworkInterface until the ENI is usable, milliseconds.
+    pub eni_attach_ms: u64,
+    /// Extra delay before an attached ENI or new address shows in IMDS, milliseconds.
+    pub imds_lag_ms: u64,
+    /// AssignPrivateIpAddresses round trip, milliseconds.
+    pub assign_ms: u64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            eni_attach_ms: 6_000,
+            imds_lag_ms: 1_000,
+            assign_ms: 300,
+        }
+    }
+}
+
+/// Injected faults.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Probability that any EC2 call fails with `InternalError`.
+    pub error_rate: f64,
+    /// Probability that an AttachNetworkInterface fails.
+    pub attach_failure_rate: f64,
+}
+
+/// An ENI's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EniStatus {
+    /// Not attached.
+    Available,
+    /// Being attached.
+    Attaching,
+    /// Attached.
+    InUse,
+    /// Being detached.
+    Detaching,
+}
+
+/// An ENI's attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    /// Attachment ID.
+    pub id: String,
+    /// Instance.
+    pub instance_id: String,
+    /// Device index on the card.
+    pub device_index: u32,
+    /// Network card.
+    pub network_card: u32,
+    /// Delete the ENI when the instance terminates.
+    pub delete_on_termination: bool,
+    /// When it was attached.
+    pub at: Time,
+}
+
+/// An ENI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimEni {
+    /// ENI ID.
+    pub id: String,
+    /// Subnet ID.
+    pub subnet_id: String,
+    /// MAC address.
+    pub mac: String,
+    /// Primary private IP.
+    pub primary_ip: Ipv4Addr,
+    /// Secondary private IPs.
+    pub secondary_ips: Vec<Ipv4Addr>,
+    /// Delegated /28 prefixes.
+    pub prefixes: Vec<Ipv4Net>,
+    /// State.
+    pub status: EniStatus,
+    /// Attachment, if any.
+    pub attachment: Option<Attachment>,
+    /// Description.
+    pub description: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Creation time.
+    pub created_at: Time,
+}
+
+impl SimEni {
+    /// Address slots in use: primary, secondaries and prefixes each take one.
+    pub fn slots(&self) -> u32 {
+        1 + self.secondary_ips.len() as u32 + self.prefixes.len() as u32
+    }
+}
+
+/// An instance.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// Instance ID.
+    pub id: String,
+    /// Type name.
+    pub instance_type: String,
+    /// Its limits.
+    pub limits: InstanceLimits,
+    /// Subnet of the primary ENI.
+    pub subnet_id: String,
+    /// The primary ENI.
+    pub primary_eni: String,
+}
+
+/// Call and error counters.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CallStats {
+    /// Calls by action.
+    pub calls: BTreeMap<&'static str, u64>,
+    /// Errors by code.
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+/// The simulated VPC.
+#[derive(Debug, Clone)]
+pub struct Vpc {
+    /// Subnets by ID.
+    pub subnets: BTreeMap<String, Subnet>,
+    enis: BTreeMap<String, SimEni>,
+    instances: BTreeMap<String, Instance>,
+    rng: Rng,
+    throttle: Throttle,
+    /// Injected faults.
+    pub faults: Faults,
+    /// Latencies.
+    pub latency: Latency,
+    stats: CallStats,
+    serial: u64,
+}
+
+fn not_found(code: Ec2ErrorCode, what: &str) -> Ec2Error {
+    Ec2Error::new(code, format!("The {what} does not exist"))
+}
+
+impl Vpc {
+    /// An empty VPC.
+    pub fn new(seed: u64, throttle: Throttle) -> Self {
+        Vpc {
+            subnets: BTreeMap::new(),
+            enis: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            rng: Rng::new(seed),
+            throttle,
+            faults: Faults::default(),
+            latency: Latency::default(),
+            stats: CallStats::default(),
+            serial: 0,
+        }
+    }
+
+    /// Add a subnet.
+    pub fn add_subnet(&mut self, subnet: Subnet) {
+        self.subnets.insert(subnet.id.clone(), subnet);
+    }
+
+    fn next_id(&mut self, prefix: &str) -> String {
+        self.serial += 1;
+        format!("{prefix}-{:017x}", self.serial)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &CallStats {
+        &self.stats
+    }
+
+    /// Throttling, fault injection and counting for one call of `action`.
+    pub fn call(&mut self, action: Ec2Action, now: Time) -> Result<(), Ec2Error> {
+        *self.stats.calls.entry(action.name()).or_default() += 1;
+        let r = self.throttle.check(action, now).and_then(|()| {
+            if self.rng.chance(self.faults.error_rate) {
+                Err(Ec2Error::new(
+                    Ec2ErrorCode::InternalError,
+                    "An internal error has occurred (injected)",
+                ))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = &r {
+            self.count_error(e);
+        }
+        r
+    }
+
+    fn count_error(&mut self, e: &Ec2Error) {
+        *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
+    }
+
+    fn subnet_mut(&mut self, id: &str) -> Result<&mut Subnet, Ec2Error> {
+        self.subnets.get_mut(id).ok_or_else(|| {
+            not_found(
+                Ec2ErrorCode::InvalidSubnetIdNotFound,
+                &format!("subnet ID '{id}'"),
+            )
+        })
+    }
+
+    /// One ENI.
+    pub fn eni(&self, id: &str) -> Option<&SimEni> {
+        self.enis.get(id)
+    }
+
+    /// All ENIs.
+    pub fn enis(&self) -> impl Iterator<Item = &SimEni> {
+        self.enis.values()
+    }
+
+    /// One instance.
+    pub fn instance(&self, id: &str) -> Option<&Instance> {
+        self.instances.get(id)
+    }
+
+    /// Launch an instance with its primary ENI (RunInstances; not a daemon call, not throttled).
+    pub fn run_instance(
+        &mut self,
+        instance_type: &str,
+        limits: &InstanceLimits,
+        subnet_id: &str,
+        now: Time,
+    ) -> Result<String, Ec2Error> {
+        let id = self.next_id("i");
+        let eni = self.create_eni_inner(
+            subnet_id,
+            &format!("Primary network interface of {id}"),
+            now,
+        )?;
+        let inst = Instance {
+            id: id.clone(),
+            instance_type: instance_type.to_string(),
+            limits: limits.clone(),
+            subnet_id: subnet_id.to_string(),
+            primary_eni: eni.clone(),
+        };
+        self.instances.insert(id.clone(), inst);
+        self.attach_inner(&eni, &id, 0, now)?;
+        if let Some(a) = self.enis.get_mut(&eni).and_then(|e| e.attachment.as_mut()) {
+            a.delete_on_termination = true;
+        }
+        Ok(id)
+    }
+
+    fn create_eni_inner(
+        &mut self,
+        subnet_id: &str,
+        description: &str,
+        now: Time,
+    ) -> Result<String, Ec2Error> {
+        let mut rng = self.rng.clone();
+        let ip = self.subnet_mut(subnet_id)?.alloc_ip(&mut rng);
+        self.rng = rng;
+        let ip = ip?;
+        let id = self.next_id("eni");
+        let mac = format!(
+            "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            (self.serial >> 32) as u8,
+            (self.serial >> 24) as u8,
+            (self.serial >> 16) as u8,
+            (self.serial >> 8) as u8,
+            self.serial as u8
+        );
+        let eni = SimEni {
+            id: id.clone(),
+            subnet_id: subnet_id.to_string(),
+            mac,
+            primary_ip: ip,
+            secondary_ips: Vec::new(),
+            prefixes: Vec::new(),
+            status: EniStatus::Available,
+            attachment: None,
+            description: description.to_string(),
+            tags: BTreeMap::new(),
+            created_at: now,
+        };
+        self.enis.insert(id.clone(), eni);
+        Ok(id)
+    }
+
+    /// `CreateNetworkInterface` with optional secondary IPs or prefixes.
+    pub fn create_network_interface(
+        &mut self,
+        subnet_id: &str,
+        description: &str,
+        tags: BTreeMap<String, String>,
+        secondary_ips: u32,
+        prefixes: u32,
+        now: Time,
+    ) -> Result<String, Ec2Error> {
+        self.call(Ec2Action::CreateNetworkInterface, now)?;
+        let id = self
+            .create_eni_inner(subnet_id, description, now)
+            .inspect_err(|e| self.count_error(e))?;
+        self.enis.get_mut(&id).expect("just created").tags = tags;
+        let grown = if prefixes > 0 {
+            self.add_prefixes(&id, prefixes, None).map(drop)
+        } else {
+            self.add_ips(&id, secondary_ips, None).map(drop)
+        };
+        if let Err(e) = grown {
+            // EC2 creates nothing when the addresses cannot be had.
+            self.delete_inner(&id);
+            self.count_error(&e);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    fn add_ips(
+        &mut self,
+        eni: &str,
+        n: u32,
+        limit: Option<u32>,
+    ) -> Result<Vec<Ipv4Addr>, Ec2Error> {
+        self.check_slots(eni, n, limit)?;
+        let subnet_id = self.enis[eni].subnet_id.clone();
+        let mut rng = self.rng.clone();
+        let mut got = Vec::new();
+        let subnet = self.subnets.get_mut(&subnet_id).expect("ENI subnet exists");
+        for _ in 0..n {
+            match subnet.alloc_ip(&mut rng) {
+                Ok(ip) => got.push(ip),
+                Err(e) => {
+                    for ip in got {
+                        subnet.release(Ipv4Net::new(ip, 32).expect("/32"));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.rng = rng;
+        self.enis
+            .get_mut(eni)
+            .expect("checked")
+            .secondary_ips
+            .extend(&got);
+        Ok(got)
+    }
+
+    fn add_prefixes(
+        &mut self,
+        eni: &str,
+        n: u32,
+        limit: Option<u32>,
+    ) -> Result<Vec<Ipv4Net>, Ec2Error> {
+        self.check_slots(eni, n, limit)?;
+        let subnet_id = self.enis[eni].subnet_id.clone();
+        let mut rng = self.rng.clone();
+        let mut got = Vec::new();
+        let subnet = self.subnets.get_mut(&subnet_id).expect("ENI subnet exists");
+        for _ in 0..n {
+            match subnet.alloc_prefix(&mut rng) {
+                Ok(p) => got.push(p),
+                Err(e) => {
+                    for p in got {
+                        subnet.release(p);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.rng = rng;
+        self.enis
+            .get_mut(eni)
+            .expect("checked")
+            .prefixes
+            .extend(&got);
+        Ok(got)
+    }
+
+    /// The per-ENI address limit: the attached instance's, else (unattached) `limit`.
+    fn check_slots(&self, eni: &str, n: u32, limit: Option<u32>) -> Result<(), Ec2Error> {
+        let e = &self.enis[eni];
+        let max = e
+            .attachment
+            .as_ref()
+            .and_then(|a| self.instances.get(&a.instance_id))
+            .map(|i| i.limits.ipv4_limit)
+            .or(limit)
+            .unwrap_or(50);
+        if e.slots() + n > max {
+            return Err(Ec2Error::new(
+                Ec2ErrorCode::PrivateIpAddressLimitExceeded,
+                format!(
+                    "Number of private addresses will exceed limit on {} ({} + {n} > {max})",
+                    e.id,
+                    e.slots()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn attach_inner(
+        &mut self,
+        eni: &str,
+        instance_id: &str,
+        device_index: u32,
+        now: Time,
+    ) -> Result<String, Ec2Error> {
+        let inst = self.instances.get(instance_id).ok_or_else(|| {
+            not_found(
+                Ec2ErrorCode::InvalidInstanceIdNotFound,
+                &format!("instance ID '{instance_id}'"),
+            )
+        })?;
+        let max = inst.limits.eni_limit;
+        let attached: Vec<u32> = self
+            .enis
+            .values()
+            .filter_map(|e| {
+                e.attachment
+                    .as_ref()
+                    .filter(|a| a.instance_id == instance_id)
+                    .map(|a| a.device_index)
+            })
+            .collect();
+        if attached.len() as u32 >= max {
+            return Err(Ec2Error::new(
+                Ec2ErrorCode::AttachmentLimitExceeded,
+                format!(
+                    "Interface count {} exceeds the limit for {}",
+                    attached.len() + 1,
+                    inst.instance_type
+                ),
+            ));
+        }
+        if attached.contains(&device_index) {
+            return Err(Ec2Error::new(
+                Ec2ErrorCode::InvalidParameterValue,
+                format!(
+                    "Instance '{instance_id}' already has an interface attached at device index '{device_index}'."
+                ),
+            ));
+        }
+        let ipv4_limit = inst.limits.ipv4_limit;
+        let id = self.next_id("eni-attach");
+        let e = self.enis.get_mut(eni).ok_or_else(|| {
+            not_found(
+                Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
+                &format!("interface ID '{eni}'"),
+            )
+        })?;
+        if e.attachment.is_some() {
+            return Err(Ec2Error::new(
+                Ec2ErrorCode::InvalidParameterValue,
+                format!("Interface '{eni}' is already attached"),
+            ));
+        }
+        if e.slots() > ipv4_limit {
+            return Err(Ec2Error::new(
+                Ec2ErrorCode::PrivateIpAddressLimitExceeded,
+                format!("{eni} carries more addresses than the instance type allows"),
+            ));
+        }
+        e.attachment = Some(Attachment {
+            id: id.clone(),
+            instance_id: instance_id.to_string(),
+            device_index,
+            network_card: 0,
+            delete_on_termination: false,
+            at: now,
+        });
+        e.status = EniStatus::InUse;
+        Ok(id)
+    }
+
+    /// `AttachNetworkInterface`.
+    pub fn attach_network_interface(
+        &mut self,
+        eni: &str,
+        instance_id: &str,
+        device_index: u32,
+        now: Time,
+    ) -> Result<String, Ec2Error> {
+        self.call(Ec2Action::AttachNetworkInterface, now)?;
+        if self.rng.chance(self.faults.attach_failure_rate) {
+            let e = Ec2Error::new(
+                Ec2ErrorCode::InternalError,
+                format!("attaching {eni} failed (injected)"),
+            );
+            self.count_error(&e);
+            return Err(e);
+        }
+        self.attach_inner(eni, instance_id, device_index, now)
+            .inspect_err(|e| self.count_error(e))
+    }
+
+    /// `ModifyNetworkInterfaceAttribute` (DeleteOnTermination).
+    pub fn set_delete_on_termination(
+        &mut self,
+        eni: &str,
+        value: bool,
+        now: Time,
+    ) -> Result<(), Ec2Error> {
+        self.call(Ec2Action::ModifyNetworkInterfaceAttribute, now)?;
+        match self.enis.get_mut(eni).and_then(|e| e.attachment.as_mut()) {
+            Some(a) => {
+                a.delete_on_termination = value;
+                Ok(())
+            }
+            None => Err(not_found(
+                Ec2ErrorCode::InvalidAttachmentIdNotFound,
+                &format!("attachment of '{eni}'"),
+            )),
+        }
+    }
+
+    /// `AssignPrivateIpAddresses` by count (secondary IPs or prefixes).
+    pub fn assign_private_ip_addresses(
+        &mut self,
+        eni: &str,
+        ips: u32,
+        prefixes: u32,
+        now: Time,
+    ) -> Result<(Vec<Ipv4Addr>, Vec<Ipv4Net>), Ec2Error> {
+        self.call(Ec2Action::AssignPrivateIpAddresses, now)?;
+        if !self.enis.contains_key(eni) {
+            let e = not_found(
+                Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
+                &format!("interface ID '{eni}'"),
+            );
+            self.count_error(&e);
+            return Err(e);
+        }
+        let r = if prefixes > 0 {
+            self.add_prefixes(eni, prefixes, None)
+                .map(|p| (Vec::new(), p))
+        } else {
+            self.add_ips(eni, ips, None).map(|i| (i, Vec::new()))
+        };
+        r.inspect_err(|e| self.count_error(e))
+    }
+
+    /// `UnassignPrivateIpAddresses` of /32s and/or prefixes.
+    pub fn unassign_private_ip_addresses(
+        &mut self,
+        eni: &str,
+        cidrs: &[Ipv4Net],
+        now: Time,
+    ) -> Result<(), Ec2Error> {
+        self.call(Ec2Action::UnassignPrivateIpAddresses, now)?;
+        let Some(e) = self.enis.get_mut(eni) else {
+            let e = not_found(
+                Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
+                &format!("interface ID '{eni}'"),
+            );
+            self.count_error(&e);
+            return Err(e);
+        };
+        let subnet_id = e.subnet_id.clone();
+        let mut released = Vec::new();
+        for c in cidrs {
+            if c.prefix_len() == 32 {
+                if let Some(pos) = e.secondary_ips.iter().position(|ip| *ip == c.addr()) {
+                    e.secondary_ips.remove(pos);
+                    released.push(*c);
+                }
+            } else if let Some(pos) = e.prefixes.iter().position(|p| p == c) {
+                e.prefixes.remove(pos);
+                released.push(*c);
+            }
+        }
+        let subnet = self.subnets.get_mut(&subnet_id).expect("ENI subnet exists");
+        for c in released {
+            subnet.release(c);
+        }
+        Ok(())
+    }
+
+    /// `DetachNetworkInterface` (the ENI becomes `available` at once in this model).
+    pub fn detach_network_interface(&mut self, eni: &str, now: Time) -> Result<(), Ec2Error> {
+        self.call(Ec2Action::DetachNetworkInterface, now)?;
+        match self.enis.get_mut(eni) {
+            Some(e) if e.attachment.is_some() => {
+                e.attachment = None;
+                e.status = EniStatus::Available;
+                Ok(())
+            }
+            _ => {
+                let e = not_found(
+                    Ec2ErrorCode::InvalidAttachmentIdNotFound,
+                    &format!("attachment of '{eni}'"),
+                );
+                self.count_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// `DeleteNetworkInterface`: refused while attached.
+    pub fn delete_network_interface(&mut self, eni: &str, now: Time) -> Result<(), Ec2Error> {
+        self.call(Ec2Action::DeleteNetworkInterface, now)?;
+        let r = match self.enis.get(eni) {
+            None => Err(not_found(
+                Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
+                &format!("interface ID '{eni}'"),
+            )),
+            Some(e) if e.attachment.is_some() => Err(Ec2Error::new(
+                Ec2ErrorCode::InvalidNetworkInterfaceInUse,
+                format!("The interface {eni} is currently in use."),
+            )),
+            Some(_) => {
+                self.delete_inner(eni);
+                Ok(())
+            }
+        };
+        r.inspect_err(|e| self.count_error(e))
+    }
+
+    fn delete_inner(&mut self, eni: &str) {
+        if let Some(e) = self.enis.remove(eni) {
+            let subnet = self
+                .subnets
+                .get_mut(&e.subnet_id)
+                .expect("ENI subnet exists");
+            subnet.release(Ipv4Net::new(e.primary_ip, 32).expect("/32"));
+            for ip in e.secondary_ips {
+                subnet.release(Ipv4Net::new(ip, 32).expect("/32"));
+            }
+            for p in e.prefixes {
+                subnet.release(p);
+            }
+        }
+    }
+
+    /// The lowest free device index of an instance (what the daemon reads via DescribeInstances).
+    pub fn free_device_index(&mut self, instance_id: &str, now: Time) -> Result<u32, Ec2Error> {
+        self.call(Ec2Action::DescribeFiltered, now)?;
+        let used: Vec<u32> = self
+            .attached(instance_id)
+            .map(|e| e.attachment.as_ref().expect("attached").device_index)
+            .collect();
+        Ok((0..100).find(|i| !used.contains(i)).unwrap_or(100))
+    }
+
+    /// ENIs attached to an instance, device order.
+    pub fn attached<'a>(&'a self, instance_id: &'a str) -> impl Iterator<Item = &'a SimEni> + 'a {
+        let mut v: Vec<&SimEni> = self
+            .enis
+            .values()
+            .filter(move |e| {
+                e.attachment
+                    .as_ref()
+                    .is_some_and(|a| a.instance_id == instance_id)
+            })
+            .collect();
+        v.sort_by_key(|e| e.attachment.as_ref().map(|a| a.device_index));
+        v.into_iter()
+    }
+
+    /// What IMDS shows for an instance at `now`: attached ENIs older than the IMDS lag.
+    pub fn imds_enis<'a>(
+        &'a self,
+        instance_id: &'a str,
+        now: Time,
+    ) -> impl Iterator<Item = &'a SimEni> + 'a {
+        let lag = Duration::from_millis(self.latency.imds_lag_ms);
+        self.attached(instance_id).filter(move |e| {
+            e.attachment
+                .as_ref()
+                .is_some_and(|a| now.since(a.at) >= lag)
+        })
+    }
+
+    /// Terminate an instance: ENIs with DeleteOnTermination are deleted, others become available.
+    pub fn terminate_instance(&mut self, instance_id: &str) -> Result<(), Ec2Error> {
+        if self.instances.remove(instance_id).is_none() {
+            return Err(not_found(
+                Ec2ErrorCode::InvalidInstanceIdNotFound,
+                &format!("instance ID '{instance_id}'"),
+            ));
+        }
+        let attached: Vec<(String, bool)> = self
+            .enis
+            .values()
+            .filter_map(|e| {
+                e.attachment
+                    .as_ref()
+                    .filter(|a| a.instance_id == instance_id)
+                    .map(|a| (e.id.clone(), a.delete_on_termination))
+            })
+            .collect();
+        for (id, delete) in attached {
+            if delete {
+                self.delete_inner(&id);
+            } else if let Some(e) = self.enis.get_mut(&id) {
+                e.attachment = None;
+                e.status = EniStatus::Available;
+            }
+        }
+        Ok(())
+    }
+}
