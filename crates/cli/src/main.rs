@@ -3,6 +3,7 @@
 mod common;
 mod maxpods_cmd;
 mod plan_cmd;
+mod simulate_cmd;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Command {
     MaxPods(maxpods_cmd::Args),
     /// What a node will hold (ENIs, IPs or prefixes, unused addresses) as pods are added.
     Plan(plan_cmd::Args),
+    /// Run a cluster scenario in virtual time against the simulated VPC.
+    Simulate(simulate_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::MaxPods(args) => maxpods_cmd::run(args),
         Command::Plan(args) => plan_cmd::run(args),
+        Command::Simulate(args) => simulate_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

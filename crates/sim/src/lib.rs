@@ -2,14 +2,21 @@
 //! on top of it, the discrete-event cluster simulator. Deterministic for a given seed; time is
 //! passed in.
 
+pub mod chart;
+pub mod cluster;
 pub mod error;
+pub mod report;
 pub mod rng;
+pub mod scenario;
 pub mod subnet;
 pub mod throttle;
 pub mod vpc;
 
+pub use cluster::{Cluster, SimError};
 pub use error::{Ec2Error, Ec2ErrorCode};
+pub use report::Report;
 pub use rng::Rng;
+pub use scenario::Scenario;
 pub use subnet::{ReservationType, Subnet};
 pub use throttle::{Ec2Action, Throttle};
 pub use vpc::{Attachment, CallStats, EniStatus, Faults, Instance, Latency, SimEni, Vpc};

@@ -1,0 +1,280 @@
+//! A node's pool loop: run the policy each cycle and carry its decisions out against the
+//! simulated VPC the way upstream ipamd does (ENI create → attach → DeleteOnTermination; retry
+//! an assign once with 1; an insufficient-address error starts the 120 s pause; failed
+//! releases and frees are retried on later cycles).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use vpc_cni_ipam::policy::PoolPolicy;
+use vpc_cni_ipam::{Action, CidrKind, EniSpec, NodeState, Time};
+
+use super::{CYCLE, Cluster, Event};
+use crate::error::{Ec2Error, Ec2ErrorCode};
+
+/// Addresses (and maybe a new ENI) that reach the datastore when an action completes.
+pub(super) struct Completion {
+    new_eni: Option<EniSpec>,
+    eni: String,
+    ips: Vec<Ipv4Addr>,
+    prefixes: Vec<Ipv4Net>,
+}
+
+/// Cloud work still owed after a failed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Addresses removed from the datastore but not yet from EC2.
+    Release(String, Vec<Ipv4Net>),
+    /// ENI to detach, then delete.
+    Detach(String),
+    /// Detached ENI to delete.
+    Delete(String),
+}
+
+impl Cluster {
+    pub(super) fn node_cycle(&mut self, n: u32) {
+        let node = &mut self.nodes[n as usize];
+        node.cycle_scheduled = false;
+        if !node.alive || node.inflight.is_some() {
+            return;
+        }
+        let worked = self.run_cleanups(n);
+        let node = &mut self.nodes[n as usize];
+        let decisions = node
+            .policy
+            .cycle(&mut node.ds, NodeState::default(), self.now);
+        let acted = !decisions.is_empty() || worked;
+        for d in decisions {
+            self.execute(n, d.action);
+        }
+        let node = &mut self.nodes[n as usize];
+        if let Some(done) = node.inflight.as_ref().map(|_| ()) {
+            let _ = done;
+            return; // the completion schedules the next cycle
+        }
+        let window = Duration::from_secs(130).max(node.ds.cooldown() + 2 * CYCLE);
+        node.idle = if acted {
+            Duration::ZERO
+        } else {
+            node.idle + CYCLE
+        };
+        if node.idle < window || !node.cleanup.is_empty() {
+            node.cycle_scheduled = true;
+            self.push(self.now.plus(CYCLE), Event::NodeCycle(n));
+        }
+        // else: dormant until a pod comes or goes (nothing can change without one).
+    }
+
+    pub(super) fn action_done(&mut self, n: u32) {
+        let node = &mut self.nodes[n as usize];
+        let Some(c) = node.inflight.take() else {
+            return;
+        };
+        if !node.alive {
+            return;
+        }
+        if let Some(spec) = c.new_eni {
+            node.ds
+                .add_eni(spec, self.now)
+                .expect("new ENI id is unique");
+        }
+        for ip in c.ips {
+            let _ = node
+                .ds
+                .add_cidr(&c.eni, Ipv4Net::new(ip, 32).expect("/32"), false);
+        }
+        for p in c.prefixes {
+            let _ = node.ds.add_cidr(&c.eni, p, true);
+        }
+        node.idle = Duration::ZERO;
+        node.cycle_scheduled = true;
+        self.push(self.now.plus(CYCLE), Event::NodeCycle(n));
+    }
+
+    fn execute(&mut self, n: u32, action: Action) {
+        match action {
+            Action::AssignToEni { eni, count, kind } => self.assign(n, &eni, count, kind),
+            Action::AllocateEni { count, kind } => self.allocate(n, count, kind),
+            Action::Release { eni, cidrs } => {
+                if self
+                    .vpc
+                    .unassign_private_ip_addresses(&eni, &cidrs, self.now)
+                    .is_err()
+                {
+                    self.nodes[n as usize]
+                        .cleanup
+                        .push(Cleanup::Release(eni, cidrs));
+                }
+            }
+            Action::FreeEni { eni } => self.free_eni(n, eni),
+        }
+    }
+
+    fn assign(&mut self, n: u32, eni: &str, count: u32, kind: CidrKind) {
+        let (ips, pfx) = split(count, kind);
+        let mut r = self
+            .vpc
+            .assign_private_ip_addresses(eni, ips, pfx, self.now);
+        if let Err(e) = &r
+            && !e.code.is_insufficient_addresses()
+            && e.code != Ec2ErrorCode::PrivateIpAddressLimitExceeded
+        {
+            // Upstream retries once asking for a single address or prefix.
+            let (ips, pfx) = split(1, kind);
+            r = self
+                .vpc
+                .assign_private_ip_addresses(eni, ips, pfx, self.now);
+        }
+        match r {
+            Ok((ips, prefixes)) => {
+                let at = self
+                    .now
+                    .plus(Duration::from_millis(self.vpc.latency.assign_ms));
+                self.complete(
+                    n,
+                    at,
+                    Completion {
+                        new_eni: None,
+                        eni: eni.to_string(),
+                        ips,
+                        prefixes,
+                    },
+                );
+            }
+            Err(e) if e.code.is_insufficient_addresses() => self.insufficient(n, &e),
+            Err(_) => {
+                let node = &self.nodes[n as usize];
+                if let Some(d) = node.policy.after_assign_failure(&node.ds, self.now) {
+                    self.execute(n, d.action);
+                }
+            }
+        }
+    }
+
+    fn insufficient(&mut self, n: u32, e: &Ec2Error) {
+        self.nodes[n as usize]
+            .policy
+            .record_insufficient_addresses(self.now);
+        let subnet = self.groups[self.nodes[n as usize].group as usize]
+            .subnet
+            .clone();
+        self.rec.subnet_exhausted(&subnet, self.now, e);
+    }
+
+    fn allocate(&mut self, n: u32, count: u32, kind: CidrKind) {
+        let inst = self.nodes[n as usize].instance_id.clone();
+        let subnet = self.groups[self.nodes[n as usize].group as usize]
+            .subnet
+            .clone();
+        let Ok(device) = self.vpc.free_device_index(&inst, self.now) else {
+            return;
+        };
+        let (ips, pfx) = split(count, kind);
+        let tags = BTreeMap::from([(
+            "node.k8s.amazonaws.com/instance_id".to_string(),
+            inst.clone(),
+        )]);
+        let eni = match self.vpc.create_network_interface(
+            &subnet,
+            &format!("aws-K8S-{inst}"),
+            tags,
+            ips,
+            pfx,
+            self.now,
+        ) {
+            Ok(id) => id,
+            Err(e) => {
+                if e.code.is_insufficient_addresses() {
+                    self.insufficient(n, &e);
+                }
+                return;
+            }
+        };
+        if self
+            .vpc
+            .attach_network_interface(&eni, &inst, device, self.now)
+            .is_err()
+        {
+            // Upstream deletes an ENI whose attach failed; a failed delete is retried later.
+            if self.vpc.delete_network_interface(&eni, self.now).is_err() {
+                self.nodes[n as usize].cleanup.push(Cleanup::Delete(eni));
+            }
+            return;
+        }
+        let _ = self.vpc.set_delete_on_termination(&eni, true, self.now);
+        let e = self.vpc.eni(&eni).expect("just attached");
+        let spec = EniSpec {
+            id: eni.clone(),
+            device_number: device,
+            route_table_id: device + 1,
+            primary_ip: Some(e.primary_ip),
+            subnet_id: subnet,
+            ..EniSpec::default()
+        };
+        let c = Completion {
+            new_eni: Some(spec),
+            eni,
+            ips: e.secondary_ips.clone(),
+            prefixes: e.prefixes.clone(),
+        };
+        let l = self.vpc.latency;
+        let at = self
+            .now
+            .plus(Duration::from_millis(l.eni_attach_ms + l.imds_lag_ms));
+        self.complete(n, at, c);
+    }
+
+    fn complete(&mut self, n: u32, at: Time, c: Completion) {
+        self.nodes[n as usize].inflight = Some(c);
+        self.push(at, Event::ActionDone(n));
+    }
+
+    fn free_eni(&mut self, n: u32, eni: String) {
+        if self.vpc.detach_network_interface(&eni, self.now).is_err() {
+            self.nodes[n as usize].cleanup.push(Cleanup::Detach(eni));
+        } else if self.vpc.delete_network_interface(&eni, self.now).is_err() {
+            self.nodes[n as usize].cleanup.push(Cleanup::Delete(eni));
+        }
+    }
+
+    /// Retry owed cloud work; `true` if there was any.
+    fn run_cleanups(&mut self, n: u32) -> bool {
+        let owed = std::mem::take(&mut self.nodes[n as usize].cleanup);
+        let any = !owed.is_empty();
+        for c in owed {
+            match c {
+                Cleanup::Release(eni, cidrs) => {
+                    let gone = self.vpc.eni(&eni).is_none();
+                    if !gone
+                        && self
+                            .vpc
+                            .unassign_private_ip_addresses(&eni, &cidrs, self.now)
+                            .is_err()
+                    {
+                        self.nodes[n as usize]
+                            .cleanup
+                            .push(Cleanup::Release(eni, cidrs));
+                    }
+                }
+                Cleanup::Detach(eni) => self.free_eni(n, eni),
+                Cleanup::Delete(eni) => {
+                    if let Err(e) = self.vpc.delete_network_interface(&eni, self.now)
+                        && e.code != Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound
+                    {
+                        self.nodes[n as usize].cleanup.push(Cleanup::Delete(eni));
+                    }
+                }
+            }
+        }
+        any
+    }
+}
+
+fn split(count: u32, kind: CidrKind) -> (u32, u32) {
+    match kind {
+        CidrKind::SecondaryIp => (count, 0),
+        CidrKind::Prefix => (0, count),
+    }
+}
