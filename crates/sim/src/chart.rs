@@ -8,13 +8,16 @@ use crate::report::Report;
 const W: f64 = 960.0;
 const H: f64 = 420.0;
 const PAD: f64 = 56.0;
+/// A named series: label, points, dashed.
+type Line = (String, Vec<(f64, f64)>, bool);
+
 const COLORS: [&str; 6] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 ];
 
 /// Render the chart.
 pub fn svg(r: &Report) -> String {
-    let mut lines: Vec<(String, Vec<(f64, f64)>, bool)> = Vec::new();
+    let mut lines: Vec<Line> = Vec::new();
     for (i, g) in r.series_groups.iter().enumerate() {
         let pick = |f: fn(&(u32, u32)) -> u32| {
             r.series

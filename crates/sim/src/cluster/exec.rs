@@ -50,8 +50,7 @@ impl Cluster {
             self.execute(n, d.action);
         }
         let node = &mut self.nodes[n as usize];
-        if let Some(done) = node.inflight.as_ref().map(|_| ()) {
-            let _ = done;
+        if node.inflight.is_some() {
             return; // the completion schedules the next cycle
         }
         let window = Duration::from_secs(130).max(node.ds.cooldown() + 2 * CYCLE);

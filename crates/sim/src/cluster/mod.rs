@@ -439,7 +439,7 @@ impl Cluster {
     fn finish(mut self) -> Report {
         self.sample();
         let subnets: Vec<&Subnet> = self.vpc.subnets.values().collect();
-        let groups: Vec<crate::report::GroupEnd> = self
+        let mut groups: Vec<crate::report::GroupEnd> = self
             .groups
             .iter()
             .map(|g| {
@@ -460,11 +460,9 @@ impl Cluster {
                 end
             })
             .collect();
-        let mut groups = groups;
         for p in self.pods.iter().filter(|p| !p.deleted && !p.running) {
             groups[p.group as usize].pending += 1;
         }
-        let groups: Vec<crate::report::GroupEnd> = groups.into_iter().map(|end| end).collect();
         self.rec.report(
             self.now,
             groups,

@@ -1,0 +1,111 @@
+//! The acceptance scenarios, each run from its file under `examples/`.
+
+use std::path::PathBuf;
+
+use vpc_cni_limits::LimitsTable;
+use vpc_cni_sim::{Cluster, Report, Scenario};
+
+fn run(name: &str) -> Report {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let sc = Scenario::from_toml(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    Cluster::new(&sc, &LimitsTable::builtin())
+        .expect("scenario builds")
+        .run()
+}
+
+/// Seed 003: 25 pods on 2 prefixes; a burst to 37 ends with 3 prefixes (48 IPs), 11 free; of the
+/// 12 burst pods 7 get addresses at once and 5 wait for the new prefix.
+#[test]
+fn seed_003_prefix_burst() {
+    let r = run("seed-003-prefix-burst.toml");
+    let g = &r.groups[0];
+    assert_eq!(
+        (g.end.pods, g.end.prefixes, g.end.attached, g.unused),
+        (37, 3, 48, 11)
+    );
+    assert_eq!(g.wait.pods, 37);
+    assert_eq!(g.wait.waited, 5, "5 burst pods wait for the third prefix");
+    assert!(g.wait.max_s > 0.0 && g.wait.max_s <= 10.0, "{:?}", g.wait);
+    // Just before the burst (10 min): 25 pods on 32 addresses.
+    let before = r.series.iter().rfind(|s| s.t_s < 600.0).unwrap();
+    assert_eq!(before.groups[0], (32, 25));
+}
+
+/// Seed 002: ten r5.xlarge nodes with about 20 pods each hold about 420 addresses under
+/// WARM_ENI_TARGET=1 and about 220 under MINIMUM_IP_TARGET=20 / WARM_IP_TARGET=2.
+#[test]
+fn seed_002_fleet() {
+    let r = run("seed-002-fleet.toml");
+    let by_name = |n: &str| r.groups.iter().find(|g| g.end.name == n).unwrap();
+    let warm_eni = by_name("warm-eni");
+    let min_ip = by_name("min-ip");
+    assert_eq!(warm_eni.end.pods, 200);
+    assert_eq!(min_ip.end.pods, 200);
+    assert!(
+        (400..=440).contains(&warm_eni.end.attached),
+        "{}",
+        warm_eni.end.attached
+    );
+    assert!(
+        (210..=230).contains(&min_ip.end.attached),
+        "{}",
+        min_ip.end.attached
+    );
+}
+
+/// A /24 shared by prefix-mode nodes runs out; the report says when and why.
+#[test]
+fn prefix_mode_exhausts_a_slash_24() {
+    let r = run("prefix-24-exhaustion.toml");
+    let s = &r.subnets[0];
+    let e = s.exhausted.as_ref().expect("the /24 runs out");
+    assert_eq!(e.code, "InsufficientCidrBlocks");
+    assert!(e.why.contains("0 free aligned /28 blocks"), "{}", e.why);
+    assert_eq!(s.worst_free_prefix_blocks.0, 0);
+    assert!(
+        r.groups[0].end.prefixes <= 14,
+        "a /24 holds at most 14 aligned /28s"
+    );
+    assert!(r.errors["InsufficientCidrBlocks"] > 0);
+}
+
+/// A fragmented subnet yields InsufficientCidrBlocks while it still has free addresses.
+#[test]
+fn fragmented_subnet_runs_out_of_blocks_not_addresses() {
+    let r = run("fragmented-subnet.toml");
+    let s = &r.subnets[0];
+    let e = s.exhausted.as_ref().expect("prefixes run out");
+    assert_eq!(e.code, "InsufficientCidrBlocks");
+    assert_eq!(s.free_prefix_blocks, 0);
+    assert!(
+        s.free_addresses > 1000,
+        "{} free addresses remain",
+        s.free_addresses
+    );
+    assert!(
+        r.groups[0].end.pending > 0,
+        "pods wait for addresses that cannot be carved"
+    );
+}
+
+/// 500 nodes launched at once hit RequestLimitExceeded; pods wait as a result.
+#[test]
+fn five_hundred_nodes_are_throttled() {
+    let r = run("launch-500-nodes.toml");
+    assert!(r.throttled > 100, "throttled {}", r.throttled);
+    assert_eq!(r.errors["RequestLimitExceeded"], r.throttled);
+    let g = &r.groups[0];
+    assert_eq!(g.end.pods, 10_000, "everyone gets an address eventually");
+    assert!(g.wait.p99_s > 30.0, "p99 wait {} s", g.wait.p99_s);
+}
+
+/// Same seed, same answer.
+#[test]
+fn runs_are_deterministic() {
+    let a = serde_json::to_string(&run("seed-002-fleet.toml")).unwrap();
+    let b = serde_json::to_string(&run("seed-002-fleet.toml")).unwrap();
+    assert_eq!(a, b);
+}
