@@ -19,4 +19,7 @@ pub use rng::Rng;
 pub use scenario::Scenario;
 pub use subnet::{ReservationType, Subnet};
 pub use throttle::{Ec2Action, Throttle};
-pub use vpc::{Attachment, CallStats, EniStatus, Faults, Instance, Latency, SimEni, Vpc};
+pub use vpc::{
+    Attachment, CallStats, EniFilter, EniPage, EniStatus, Faults, ImdsInterface, Instance, Latency,
+    SimEni, Vpc,
+};

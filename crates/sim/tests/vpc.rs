@@ -136,3 +136,75 @@ fn throttling_and_faults() {
         .count();
     assert!((250..350).contains(&failures), "{failures}");
 }
+
+#[test]
+fn describe_filters_pagination_tags_and_imds() {
+    use vpc_cni_sim::{EniFilter, EniStatus};
+    let mut v = vpc("10.0.0.0/20", false);
+    v.latency.imds_lag_ms = 1_000;
+    let i = launch(&mut v, "m5.large");
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let tags = BTreeMap::from([("node.k8s.amazonaws.com/instance_id".to_string(), i.clone())]);
+        let e = v
+            .create_network_interface(
+                "subnet-a",
+                "aws-K8S-x",
+                if n < 3 { tags } else { BTreeMap::new() },
+                0,
+                1,
+                Time::ZERO,
+            )
+            .unwrap();
+        ids.push(e);
+    }
+    v.attach_network_interface(&ids[0], &i, 1, Time::from_secs(10))
+        .unwrap();
+    let tagged_available = [
+        EniFilter::TagKey("node.k8s.amazonaws.com/instance_id".into()),
+        EniFilter::Status(EniStatus::Available),
+    ];
+    let page = v
+        .describe_network_interfaces(&tagged_available, None, None, Time::ZERO)
+        .unwrap();
+    assert_eq!(page.enis.len(), 2);
+    // Pagination by two over the 6 ENIs (primary included).
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let p = v
+            .describe_network_interfaces(&[], Some(2), token.as_deref(), Time::ZERO)
+            .unwrap();
+        seen.extend(p.enis.iter().map(|e| e.id.clone()));
+        match p.next_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 6);
+    let err = v
+        .describe_network_interfaces(
+            &[EniFilter::Id(vec!["eni-nope".into()])],
+            None,
+            None,
+            Time::ZERO,
+        )
+        .unwrap_err();
+    assert_eq!(err.code, Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound);
+    v.create_tags(
+        &ids[4],
+        &BTreeMap::from([("k".into(), "v".into())]),
+        Time::ZERO,
+    )
+    .unwrap();
+    assert_eq!(v.eni(&ids[4]).unwrap().tags["k"], "v");
+    // IMDS shows the new ENI only after the lag.
+    assert_eq!(v.imds_interfaces(&i, Time::from_secs(10)).len(), 1);
+    let imds = v.imds_interfaces(&i, Time::from_secs(11));
+    assert_eq!(imds.len(), 2);
+    assert_eq!(imds[1].device_number, 1);
+    assert_eq!(imds[1].ipv4_prefixes.len(), 1);
+    assert_eq!(imds[1].local_ipv4s[0], v.eni(&ids[0]).unwrap().primary_ip);
+    let subnets = v.describe_subnets(Some("us-east-1a"), Time::ZERO).unwrap();
+    assert_eq!(subnets.len(), 1);
+}

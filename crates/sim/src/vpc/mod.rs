@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -17,6 +16,9 @@ use crate::subnet::Subnet;
 use crate::throttle::{Ec2Action, Throttle};
 
 mod addresses;
+mod describe;
+
+pub use describe::{EniFilter, EniPage, ImdsInterface, SubnetInfo};
 
 /// Latencies of the simulated cloud.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -48,6 +50,8 @@ pub struct Faults {
     pub error_rate: f64,
     /// Probability that an AttachNetworkInterface fails.
     pub attach_failure_rate: f64,
+    /// Extra delay before IMDS shows new interfaces and addresses (stale metadata), milliseconds.
+    pub imds_extra_lag_ms: u64,
 }
 
 /// An ENI's state.
@@ -526,20 +530,6 @@ impl Vpc {
             .collect();
         v.sort_by_key(|e| e.attachment.as_ref().map(|a| a.device_index));
         v.into_iter()
-    }
-
-    /// What IMDS shows for an instance at `now`: attached ENIs older than the IMDS lag.
-    pub fn imds_enis<'a>(
-        &'a self,
-        instance_id: &'a str,
-        now: Time,
-    ) -> impl Iterator<Item = &'a SimEni> + 'a {
-        let lag = Duration::from_millis(self.latency.imds_lag_ms);
-        self.attached(instance_id).filter(move |e| {
-            e.attachment
-                .as_ref()
-                .is_some_and(|a| now.since(a.at) >= lag)
-        })
     }
 
     /// Terminate an instance: ENIs with DeleteOnTermination are deleted, others become available.

@@ -1,0 +1,202 @@
+//! Read-side operations of the simulated VPC: `DescribeNetworkInterfaces` with EC2's filters and
+//! pagination, `DescribeSubnets`, `CreateTags`, and the IMDS view of an instance's interfaces.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use vpc_cni_ipam::Time;
+
+use super::{EniStatus, SimEni, Vpc, not_found};
+use crate::error::{Ec2Error, Ec2ErrorCode};
+use crate::throttle::Ec2Action;
+
+/// One `DescribeNetworkInterfaces` filter, as EC2 names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EniFilter {
+    /// `network-interface-id`.
+    Id(Vec<String>),
+    /// `attachment.instance-id`.
+    InstanceId(String),
+    /// `status` (`available`, `in-use`, …).
+    Status(EniStatus),
+    /// `tag-key`.
+    TagKey(String),
+    /// `tag:<key>` = value.
+    Tag(String, String),
+    /// `subnet-id`.
+    SubnetId(String),
+}
+
+impl EniFilter {
+    fn matches(&self, e: &SimEni) -> bool {
+        match self {
+            Self::Id(ids) => ids.contains(&e.id),
+            Self::InstanceId(i) => e.attachment.as_ref().is_some_and(|a| &a.instance_id == i),
+            Self::Status(s) => e.status == *s,
+            Self::TagKey(k) => e.tags.contains_key(k),
+            Self::Tag(k, v) => e.tags.get(k) == Some(v),
+            Self::SubnetId(s) => &e.subnet_id == s,
+        }
+    }
+}
+
+/// One subnet as `DescribeSubnets` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubnetInfo {
+    /// Subnet ID.
+    pub id: String,
+    /// CIDR block.
+    pub cidr: Ipv4Net,
+    /// Availability zone.
+    pub az: String,
+    /// `AvailableIpAddressCount`.
+    pub available: u32,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A page of `DescribeNetworkInterfaces`.
+#[derive(Debug, Clone)]
+pub struct EniPage {
+    /// The ENIs.
+    pub enis: Vec<SimEni>,
+    /// Token for the next page.
+    pub next_token: Option<String>,
+}
+
+/// One interface as IMDS shows it under `network/interfaces/macs/<mac>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImdsInterface {
+    /// `mac`.
+    pub mac: String,
+    /// `interface-id`.
+    pub interface_id: String,
+    /// `device-number`.
+    pub device_number: u32,
+    /// `network-card`.
+    pub network_card: u32,
+    /// `subnet-id`.
+    pub subnet_id: String,
+    /// `subnet-ipv4-cidr-block`.
+    pub subnet_cidr: Ipv4Net,
+    /// `local-ipv4s` (primary first).
+    pub local_ipv4s: Vec<Ipv4Addr>,
+    /// `ipv4-prefix`.
+    pub ipv4_prefixes: Vec<Ipv4Net>,
+}
+
+impl Vpc {
+    /// `DescribeNetworkInterfaces`: all filters must match; `max_results` pages by ENI ID.
+    pub fn describe_network_interfaces(
+        &mut self,
+        filters: &[EniFilter],
+        max_results: Option<usize>,
+        next_token: Option<&str>,
+        now: Time,
+    ) -> Result<EniPage, Ec2Error> {
+        let class = if filters.is_empty() && max_results.is_none() {
+            Ec2Action::DescribeUnfiltered
+        } else {
+            Ec2Action::DescribeFiltered
+        };
+        self.call(class, now)?;
+        if let Some(EniFilter::Id(ids)) = filters.iter().find(|f| matches!(f, EniFilter::Id(_)))
+            && let Some(missing) = ids.iter().find(|id| !self.enis.contains_key(*id))
+        {
+            let e = not_found(
+                Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
+                &format!("network interface '{missing}'"),
+            );
+            self.count_error(&e);
+            return Err(e);
+        }
+        let start = next_token.unwrap_or("");
+        let limit = max_results.unwrap_or(usize::MAX);
+        let mut matched = self
+            .enis
+            .range::<str, _>((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded))
+            .map(|(_, e)| e)
+            .filter(|e| filters.iter().all(|f| f.matches(e)));
+        let enis: Vec<SimEni> = matched.by_ref().take(limit).cloned().collect();
+        let next_token =
+            (matched.next().is_some()).then(|| enis.last().expect("a full page").id.clone());
+        Ok(EniPage { enis, next_token })
+    }
+
+    /// `DescribeSubnets`: every subnet in `az` (or all).
+    pub fn describe_subnets(
+        &mut self,
+        az: Option<&str>,
+        now: Time,
+    ) -> Result<Vec<SubnetInfo>, Ec2Error> {
+        self.call(Ec2Action::DescribeFiltered, now)?;
+        Ok(self
+            .subnets
+            .values()
+            .filter(|s| az.is_none_or(|z| s.az == z))
+            .map(|s| SubnetInfo {
+                id: s.id.clone(),
+                cidr: s.cidr,
+                az: s.az.clone(),
+                available: s.free_addresses(),
+                tags: s.tags.clone(),
+            })
+            .collect())
+    }
+
+    /// `CreateTags` on an ENI.
+    pub fn create_tags(
+        &mut self,
+        eni: &str,
+        tags: &BTreeMap<String, String>,
+        now: Time,
+    ) -> Result<(), Ec2Error> {
+        self.call(Ec2Action::CreateTags, now)?;
+        match self.enis.get_mut(eni) {
+            Some(e) => {
+                e.tags
+                    .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Ok(())
+            }
+            None => {
+                let e = not_found(
+                    Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
+                    &format!("interface ID '{eni}'"),
+                );
+                self.count_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// What IMDS shows for an instance at `now`: attached interfaces older than the IMDS lag
+    /// (plus any injected staleness), device order.
+    pub fn imds_interfaces(&self, instance_id: &str, now: Time) -> Vec<ImdsInterface> {
+        let lag = Duration::from_millis(self.latency.imds_lag_ms + self.faults.imds_extra_lag_ms);
+        self.attached(instance_id)
+            .filter(|e| {
+                e.attachment
+                    .as_ref()
+                    .is_some_and(|a| now.since(a.at) >= lag)
+            })
+            .map(|e| {
+                let a = e.attachment.as_ref().expect("attached");
+                let mut local = vec![e.primary_ip];
+                local.extend(&e.secondary_ips);
+                ImdsInterface {
+                    mac: e.mac.clone(),
+                    interface_id: e.id.clone(),
+                    device_number: a.device_index,
+                    network_card: a.network_card,
+                    subnet_id: e.subnet_id.clone(),
+                    subnet_cidr: self.subnets[&e.subnet_id].cidr,
+                    local_ipv4s: local,
+                    ipv4_prefixes: e.prefixes.clone(),
+                }
+            })
+            .collect()
+    }
+}
