@@ -175,6 +175,13 @@ impl Recorder {
         entry.errors += 1;
     }
 
+    /// Time of the latest sample.
+    pub fn last_sample(&self) -> Option<Time> {
+        self.samples
+            .last()
+            .map(|s| Time((s.t_s * 1000.0).round() as u64))
+    }
+
     /// A time-series point.
     pub fn sample(&mut self, now: Time, groups: Vec<(u32, u32)>, subnets: Vec<(String, u32, u32)>) {
         self.subnet_ids = subnets.iter().map(|s| s.0.clone()).collect();

@@ -437,7 +437,9 @@ impl Cluster {
     }
 
     fn finish(mut self) -> Report {
-        self.sample();
+        if self.rec.last_sample() < Some(self.now) {
+            self.sample();
+        }
         let subnets: Vec<&Subnet> = self.vpc.subnets.values().collect();
         let mut groups: Vec<crate::report::GroupEnd> = self
             .groups
