@@ -208,3 +208,35 @@ fn describe_filters_pagination_tags_and_imds() {
     let subnets = v.describe_subnets(Some("us-east-1a"), Time::ZERO).unwrap();
     assert_eq!(subnets.len(), 1);
 }
+
+#[test]
+fn instance_metadata_security_groups_and_instance_types() {
+    let mut v = vpc("10.0.0.0/20", false);
+    let i = launch(&mut v, "m5.large");
+    let md = v.imds_instance(&i).unwrap();
+    assert_eq!(
+        (md.instance_type.as_str(), md.availability_zone.as_str()),
+        ("m5.large", "us-east-1a")
+    );
+    assert_eq!(md.vpc_cidrs, vec!["10.0.0.0/20".parse().unwrap()]);
+    let primary = v.instance(&i).unwrap().primary_eni.clone();
+    assert_eq!(md.local_ipv4, v.eni(&primary).unwrap().primary_ip);
+    v.set_security_groups(&primary, &["sg-new".to_string()], Time::ZERO)
+        .unwrap();
+    assert_eq!(
+        v.imds_interfaces(&i, Time::from_secs(5))[0].security_group_ids,
+        vec!["sg-new".to_string()]
+    );
+    assert_eq!(
+        v.describe_instance_type("m5.large", Time::ZERO)
+            .unwrap()
+            .eni_limit,
+        3
+    );
+    assert_eq!(
+        v.describe_instance_type("x1.none", Time::ZERO)
+            .unwrap_err()
+            .code,
+        Ec2ErrorCode::InvalidParameterValue
+    );
+}

@@ -58,6 +58,26 @@ pub struct SubnetInfo {
     pub tags: BTreeMap<String, String>,
 }
 
+/// Instance-level IMDS metadata (`instance-id`, `instance-type`, `mac`, `local-ipv4`,
+/// `placement/availability-zone`, and the VPC's blocks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImdsInstance {
+    /// `instance-id`.
+    pub instance_id: String,
+    /// `instance-type`.
+    pub instance_type: String,
+    /// `placement/availability-zone`.
+    pub availability_zone: String,
+    /// `mac` (primary ENI).
+    pub mac: String,
+    /// `local-ipv4` (primary IP).
+    pub local_ipv4: Ipv4Addr,
+    /// `vpc-id`.
+    pub vpc_id: String,
+    /// `vpc-ipv4-cidr-blocks`.
+    pub vpc_cidrs: Vec<Ipv4Net>,
+}
+
 /// A page of `DescribeNetworkInterfaces`.
 #[derive(Debug, Clone)]
 pub struct EniPage {
@@ -86,6 +106,10 @@ pub struct ImdsInterface {
     pub local_ipv4s: Vec<Ipv4Addr>,
     /// `ipv4-prefix`.
     pub ipv4_prefixes: Vec<Ipv4Net>,
+    /// `security-group-ids`.
+    pub security_group_ids: Vec<String>,
+    /// `vpc-id`.
+    pub vpc_id: String,
 }
 
 impl Vpc {
@@ -172,6 +196,67 @@ impl Vpc {
         }
     }
 
+    /// `ModifyNetworkInterfaceAttribute` with `Groups` (security-group refresh).
+    pub fn set_security_groups(
+        &mut self,
+        eni: &str,
+        groups: &[String],
+        now: Time,
+    ) -> Result<(), Ec2Error> {
+        self.call(Ec2Action::ModifyNetworkInterfaceAttribute, now)?;
+        match self.enis.get_mut(eni) {
+            Some(e) => {
+                e.security_groups = groups.to_vec();
+                Ok(())
+            }
+            None => {
+                let e = not_found(
+                    Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
+                    &format!("interface ID '{eni}'"),
+                );
+                self.count_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// `DescribeInstanceTypes` for types this VPC's instances use: (ENIs, IPv4 per ENI,
+    /// hypervisor) as the limits table holds them.
+    pub fn describe_instance_type(
+        &mut self,
+        instance_type: &str,
+        now: Time,
+    ) -> Result<vpc_cni_limits::InstanceLimits, Ec2Error> {
+        self.call(Ec2Action::DescribeFiltered, now)?;
+        self.instances
+            .values()
+            .find(|i| i.instance_type == instance_type)
+            .map(|i| i.limits.clone())
+            .ok_or_else(|| {
+                Ec2Error::new(
+                    Ec2ErrorCode::InvalidParameterValue,
+                    format!(
+                        "The following supplied instance types do not exist: [{instance_type}]"
+                    ),
+                )
+            })
+    }
+
+    /// Instance-level IMDS metadata.
+    pub fn imds_instance(&self, instance_id: &str) -> Option<ImdsInstance> {
+        let i = self.instances.get(instance_id)?;
+        let primary = self.enis.get(&i.primary_eni)?;
+        Some(ImdsInstance {
+            instance_id: i.id.clone(),
+            instance_type: i.instance_type.clone(),
+            availability_zone: self.subnets[&i.subnet_id].az.clone(),
+            mac: primary.mac.clone(),
+            local_ipv4: primary.primary_ip,
+            vpc_id: self.vpc_id.clone(),
+            vpc_cidrs: self.vpc_cidrs.clone(),
+        })
+    }
+
     /// What IMDS shows for an instance at `now`: attached interfaces older than the IMDS lag
     /// (plus any injected staleness), device order.
     pub fn imds_interfaces(&self, instance_id: &str, now: Time) -> Vec<ImdsInterface> {
@@ -195,6 +280,8 @@ impl Vpc {
                     subnet_cidr: self.subnets[&e.subnet_id].cidr,
                     local_ipv4s: local,
                     ipv4_prefixes: e.prefixes.clone(),
+                    security_group_ids: e.security_groups.clone(),
+                    vpc_id: self.vpc_id.clone(),
                 }
             })
             .collect()

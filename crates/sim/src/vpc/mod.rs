@@ -18,7 +18,7 @@ use crate::throttle::{Ec2Action, Throttle};
 mod addresses;
 mod describe;
 
-pub use describe::{EniFilter, EniPage, ImdsInterface, SubnetInfo};
+pub use describe::{EniFilter, EniPage, ImdsInstance, ImdsInterface, SubnetInfo};
 
 /// Latencies of the simulated cloud.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -110,6 +110,8 @@ pub struct SimEni {
     pub tags: BTreeMap<String, String>,
     /// Creation time.
     pub created_at: Time,
+    /// Security group IDs.
+    pub security_groups: Vec<String>,
 }
 
 impl SimEni {
@@ -158,6 +160,12 @@ pub struct Vpc {
     pub latency: Latency,
     stats: CallStats,
     serial: u64,
+    /// VPC ID.
+    pub vpc_id: String,
+    /// VPC CIDR blocks (IMDS `vpc-ipv4-cidr-blocks`).
+    pub vpc_cidrs: Vec<Ipv4Net>,
+    /// Security groups new ENIs get.
+    pub default_security_groups: Vec<String>,
 }
 
 fn not_found(code: Ec2ErrorCode, what: &str) -> Ec2Error {
@@ -177,11 +185,17 @@ impl Vpc {
             latency: Latency::default(),
             stats: CallStats::default(),
             serial: 0,
+            vpc_id: "vpc-0sim".into(),
+            vpc_cidrs: Vec::new(),
+            default_security_groups: vec!["sg-0sim".into()],
         }
     }
 
-    /// Add a subnet.
+    /// Add a subnet (its block joins the VPC CIDRs if no VPC block covers it).
     pub fn add_subnet(&mut self, subnet: Subnet) {
+        if !self.vpc_cidrs.iter().any(|c| c.contains(&subnet.cidr)) {
+            self.vpc_cidrs.push(subnet.cidr);
+        }
         self.subnets.insert(subnet.id.clone(), subnet);
     }
 
@@ -302,6 +316,7 @@ impl Vpc {
             description: description.to_string(),
             tags: BTreeMap::new(),
             created_at: now,
+            security_groups: self.default_security_groups.clone(),
         };
         self.enis.insert(id.clone(), eni);
         Ok(id)
