@@ -6,40 +6,55 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use vpc_cni_ipam::Time;
 
-use super::{Vpc, not_found};
+use super::Vpc;
 use crate::error::{Ec2Error, Ec2ErrorCode};
 use crate::throttle::Ec2Action;
 
 impl Vpc {
-    pub(super) fn add_ips(
+    /// Carve `n` blocks from the ENI's subnet with `alloc` (all or nothing).
+    fn carve(
         &mut self,
         eni: &str,
         n: u32,
         limit: Option<u32>,
-    ) -> Result<Vec<Ipv4Addr>, Ec2Error> {
+        alloc: fn(&mut crate::subnet::Subnet, &mut crate::rng::Rng) -> Result<Ipv4Net, Ec2Error>,
+    ) -> Result<Vec<Ipv4Net>, Ec2Error> {
         self.check_slots(eni, n, limit)?;
         let subnet_id = self.enis[eni].subnet_id.clone();
         let mut rng = self.rng.clone();
-        let mut got = Vec::new();
         let subnet = self.subnets.get_mut(&subnet_id).expect("ENI subnet exists");
+        let mut got = Vec::new();
         for _ in 0..n {
-            match subnet.alloc_ip(&mut rng) {
-                Ok(ip) => got.push(ip),
+            match alloc(subnet, &mut rng) {
+                Ok(net) => got.push(net),
                 Err(e) => {
-                    for ip in got {
-                        subnet.release(Ipv4Net::new(ip, 32).expect("/32"));
+                    for net in got {
+                        subnet.release(net);
                     }
                     return Err(e);
                 }
             }
         }
         self.rng = rng;
+        Ok(got)
+    }
+
+    pub(super) fn add_ips(
+        &mut self,
+        eni: &str,
+        n: u32,
+        limit: Option<u32>,
+    ) -> Result<Vec<Ipv4Addr>, Ec2Error> {
+        let got = self.carve(eni, n, limit, |s, r| {
+            s.alloc_ip(r).map(|ip| Ipv4Net::new(ip, 32).expect("/32"))
+        })?;
+        let ips: Vec<Ipv4Addr> = got.iter().map(Ipv4Net::addr).collect();
         self.enis
             .get_mut(eni)
             .expect("checked")
             .secondary_ips
-            .extend(&got);
-        Ok(got)
+            .extend(&ips);
+        Ok(ips)
     }
 
     pub(super) fn add_prefixes(
@@ -48,23 +63,7 @@ impl Vpc {
         n: u32,
         limit: Option<u32>,
     ) -> Result<Vec<Ipv4Net>, Ec2Error> {
-        self.check_slots(eni, n, limit)?;
-        let subnet_id = self.enis[eni].subnet_id.clone();
-        let mut rng = self.rng.clone();
-        let mut got = Vec::new();
-        let subnet = self.subnets.get_mut(&subnet_id).expect("ENI subnet exists");
-        for _ in 0..n {
-            match subnet.alloc_prefix(&mut rng) {
-                Ok(p) => got.push(p),
-                Err(e) => {
-                    for p in got {
-                        subnet.release(p);
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        self.rng = rng;
+        let got = self.carve(eni, n, limit, crate::subnet::Subnet::alloc_prefix)?;
         self.enis
             .get_mut(eni)
             .expect("checked")
@@ -105,14 +104,7 @@ impl Vpc {
         now: Time,
     ) -> Result<(Vec<Ipv4Addr>, Vec<Ipv4Net>), Ec2Error> {
         self.call(Ec2Action::AssignPrivateIpAddresses, now)?;
-        if !self.enis.contains_key(eni) {
-            let e = not_found(
-                Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
-                &format!("interface ID '{eni}'"),
-            );
-            self.count_error(&e);
-            return Err(e);
-        }
+        self.eni_checked(eni)?;
         let r = if prefixes > 0 {
             self.add_prefixes(eni, prefixes, None)
                 .map(|p| (Vec::new(), p))
@@ -130,14 +122,7 @@ impl Vpc {
         now: Time,
     ) -> Result<(), Ec2Error> {
         self.call(Ec2Action::UnassignPrivateIpAddresses, now)?;
-        let Some(e) = self.enis.get_mut(eni) else {
-            let e = not_found(
-                Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
-                &format!("interface ID '{eni}'"),
-            );
-            self.count_error(&e);
-            return Err(e);
-        };
+        let e = self.eni_checked(eni)?;
         let subnet_id = e.subnet_id.clone();
         let mut released = Vec::new();
         for c in cidrs {

@@ -179,21 +179,10 @@ impl Vpc {
         now: Time,
     ) -> Result<(), Ec2Error> {
         self.call(Ec2Action::CreateTags, now)?;
-        match self.enis.get_mut(eni) {
-            Some(e) => {
-                e.tags
-                    .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-                Ok(())
-            }
-            None => {
-                let e = not_found(
-                    Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
-                    &format!("interface ID '{eni}'"),
-                );
-                self.count_error(&e);
-                Err(e)
-            }
-        }
+        let e = self.eni_checked(eni)?;
+        e.tags
+            .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(())
     }
 
     /// `ModifyNetworkInterfaceAttribute` with `Groups` (security-group refresh).
@@ -204,20 +193,8 @@ impl Vpc {
         now: Time,
     ) -> Result<(), Ec2Error> {
         self.call(Ec2Action::ModifyNetworkInterfaceAttribute, now)?;
-        match self.enis.get_mut(eni) {
-            Some(e) => {
-                e.security_groups = groups.to_vec();
-                Ok(())
-            }
-            None => {
-                let e = not_found(
-                    Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
-                    &format!("interface ID '{eni}'"),
-                );
-                self.count_error(&e);
-                Err(e)
-            }
-        }
+        self.eni_checked(eni)?.security_groups = groups.to_vec();
+        Ok(())
     }
 
     /// `DescribeInstanceTypes` for types this VPC's instances use: (ENIs, IPv4 per ENI,

@@ -232,6 +232,19 @@ impl Vpc {
         *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
     }
 
+    /// The ENI, or `InvalidNetworkInterfaceID.NotFound` (counted).
+    fn eni_checked(&mut self, id: &str) -> Result<&mut SimEni, Ec2Error> {
+        if !self.enis.contains_key(id) {
+            let e = not_found(
+                Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
+                &format!("interface ID '{id}'"),
+            );
+            self.count_error(&e);
+            return Err(e);
+        }
+        Ok(self.enis.get_mut(id).expect("checked"))
+    }
+
     fn subnet_mut(&mut self, id: &str) -> Result<&mut Subnet, Ec2Error> {
         self.subnets.get_mut(id).ok_or_else(|| {
             not_found(
