@@ -240,3 +240,40 @@ fn instance_metadata_security_groups_and_instance_types() {
         Ec2ErrorCode::InvalidParameterValue
     );
 }
+
+#[test]
+fn attaching_and_detaching_states() {
+    use vpc_cni_sim::{EniFilter, EniStatus};
+    let mut v = vpc("10.0.0.0/20", false);
+    let i = launch(&mut v, "m5.large");
+    let e = new_eni(&mut v, 1, 0).unwrap();
+    v.attach_network_interface(&e, &i, 1, Time::ZERO).unwrap();
+    let status = |v: &mut Vpc, t: u64| {
+        v.describe_network_interfaces(
+            &[EniFilter::Id(vec![e.clone()])],
+            None,
+            None,
+            Time::from_secs(t),
+        )
+        .unwrap()
+        .enis[0]
+            .status
+    };
+    assert_eq!(status(&mut v, 1), EniStatus::Attaching);
+    assert_eq!(
+        status(&mut v, 6),
+        EniStatus::InUse,
+        "usable after eni_attach_ms (6 s)"
+    );
+    v.detach_network_interface(&e, Time::from_secs(10)).unwrap();
+    assert_eq!(status(&mut v, 10), EniStatus::Detaching);
+    let err = v
+        .delete_network_interface(&e, Time::from_secs(10))
+        .unwrap_err();
+    assert_eq!(
+        err.code,
+        Ec2ErrorCode::InvalidNetworkInterfaceInUse,
+        "still detaching"
+    );
+    v.delete_network_interface(&e, Time::from_secs(12)).unwrap();
+}

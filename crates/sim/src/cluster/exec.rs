@@ -230,12 +230,15 @@ impl Cluster {
         self.push(at, Event::ActionDone(n));
     }
 
+    /// Detach now; delete on the next cycle (upstream waits 2 s between the two, while the ENI
+    /// is `detaching`).
     fn free_eni(&mut self, n: u32, eni: String) {
-        if self.vpc.detach_network_interface(&eni, self.now).is_err() {
-            self.nodes[n as usize].cleanup.push(Cleanup::Detach(eni));
-        } else if self.vpc.delete_network_interface(&eni, self.now).is_err() {
-            self.nodes[n as usize].cleanup.push(Cleanup::Delete(eni));
-        }
+        let next = if self.vpc.detach_network_interface(&eni, self.now).is_err() {
+            Cleanup::Detach(eni)
+        } else {
+            Cleanup::Delete(eni)
+        };
+        self.nodes[n as usize].cleanup.push(next);
     }
 
     /// Retry owed cloud work; `true` if there was any.

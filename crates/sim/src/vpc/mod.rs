@@ -30,6 +30,8 @@ pub struct Latency {
     pub imds_lag_ms: u64,
     /// AssignPrivateIpAddresses round trip, milliseconds.
     pub assign_ms: u64,
+    /// How long an ENI stays `detaching` (deleting it meanwhile is `InUse`), milliseconds.
+    pub detach_ms: u64,
 }
 
 impl Default for Latency {
@@ -38,6 +40,7 @@ impl Default for Latency {
             eni_attach_ms: 6_000,
             imds_lag_ms: 1_000,
             assign_ms: 300,
+            detach_ms: 1_500,
         }
     }
 }
@@ -166,6 +169,8 @@ pub struct Vpc {
     pub vpc_cidrs: Vec<Ipv4Net>,
     /// Security groups new ENIs get.
     pub default_security_groups: Vec<String>,
+    /// Pending `attaching` → `in-use` and `detaching` → `available` transitions.
+    transitions: std::collections::BinaryHeap<std::cmp::Reverse<(Time, String)>>,
 }
 
 fn not_found(code: Ec2ErrorCode, what: &str) -> Ec2Error {
@@ -188,6 +193,7 @@ impl Vpc {
             vpc_id: "vpc-0sim".into(),
             vpc_cidrs: Vec::new(),
             default_security_groups: vec!["sg-0sim".into()],
+            transitions: std::collections::BinaryHeap::new(),
         }
     }
 
@@ -211,6 +217,7 @@ impl Vpc {
 
     /// Throttling, fault injection and counting for one call of `action`.
     pub fn call(&mut self, action: Ec2Action, now: Time) -> Result<(), Ec2Error> {
+        self.settle(now);
         *self.stats.calls.entry(action.name()).or_default() += 1;
         let r = self.throttle.check(action, now).and_then(|()| {
             if self.rng.chance(self.faults.error_rate) {
@@ -230,6 +237,29 @@ impl Vpc {
 
     fn count_error(&mut self, e: &Ec2Error) {
         *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
+    }
+
+    /// Complete the ENI state transitions due by `now`.
+    pub fn settle(&mut self, now: Time) {
+        while let Some(std::cmp::Reverse((at, _))) = self.transitions.peek() {
+            if *at > now {
+                break;
+            }
+            let std::cmp::Reverse((_, id)) = self.transitions.pop().expect("peeked");
+            if let Some(e) = self.enis.get_mut(&id) {
+                e.status = match e.status {
+                    EniStatus::Attaching => EniStatus::InUse,
+                    EniStatus::Detaching => EniStatus::Available,
+                    other => other,
+                };
+            }
+        }
+    }
+
+    fn transition(&mut self, eni: &str, after_ms: u64, now: Time) {
+        let at = now.plus(std::time::Duration::from_millis(after_ms));
+        self.transitions
+            .push(std::cmp::Reverse((at, eni.to_string())));
     }
 
     /// The ENI, or `InvalidNetworkInterfaceID.NotFound` (counted).
@@ -434,7 +464,14 @@ impl Vpc {
             delete_on_termination: false,
             at: now,
         });
-        e.status = EniStatus::InUse;
+        e.status = EniStatus::Attaching;
+        let delay = if device_index == 0 {
+            0
+        } else {
+            self.latency.eni_attach_ms
+        };
+        self.transition(eni, delay, now);
+        self.settle(now);
         Ok(id)
     }
 
@@ -485,7 +522,9 @@ impl Vpc {
         match self.enis.get_mut(eni) {
             Some(e) if e.attachment.is_some() => {
                 e.attachment = None;
-                e.status = EniStatus::Available;
+                e.status = EniStatus::Detaching;
+                let after = self.latency.detach_ms;
+                self.transition(eni, after, now);
                 Ok(())
             }
             _ => {
@@ -507,10 +546,12 @@ impl Vpc {
                 Ec2ErrorCode::InvalidNetworkInterfaceIdNotFound,
                 &format!("interface ID '{eni}'"),
             )),
-            Some(e) if e.attachment.is_some() => Err(Ec2Error::new(
-                Ec2ErrorCode::InvalidNetworkInterfaceInUse,
-                format!("The interface {eni} is currently in use."),
-            )),
+            Some(e) if e.attachment.is_some() || e.status == EniStatus::Detaching => {
+                Err(Ec2Error::new(
+                    Ec2ErrorCode::InvalidNetworkInterfaceInUse,
+                    format!("The interface {eni} is currently in use."),
+                ))
+            }
             Some(_) => {
                 self.delete_inner(eni);
                 Ok(())
