@@ -1,0 +1,101 @@
+//! The cloud seam of the daemon: the EC2 and IMDS operations ipamd performs, as one async trait,
+//! and [`SimCloud`], its implementation over the simulated VPC (the embedded default backend).
+//! The real AWS implementation lives in its own crate so nothing else links the AWS SDK.
+
+mod sim;
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+pub use sim::SimCloud;
+
+/// A cloud failure, with the AWS error code when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct CloudError {
+    /// AWS error code (`InsufficientCidrBlocks`, `RequestLimitExceeded`, …) or a local kind.
+    pub code: String,
+    /// Message.
+    pub message: String,
+}
+
+impl CloudError {
+    /// Whether the subnet is out of addresses (ipamd then pauses growth for 120 s).
+    pub fn is_insufficient_addresses(&self) -> bool {
+        self.code == "InsufficientCidrBlocks" || self.code == "InsufficientFreeAddressesInSubnet"
+    }
+}
+
+/// Instance facts from IMDS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceMeta {
+    /// `instance-id`.
+    pub instance_id: String,
+    /// `instance-type`.
+    pub instance_type: String,
+    /// `placement/availability-zone`.
+    pub availability_zone: String,
+    /// Region.
+    pub region: String,
+    /// `mac` of the primary ENI.
+    pub primary_mac: String,
+    /// `local-ipv4`.
+    pub primary_ip: Ipv4Addr,
+    /// `vpc-ipv4-cidr-blocks`.
+    pub vpc_cidrs: Vec<Ipv4Net>,
+}
+
+/// An attached interface as IMDS shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Interface {
+    /// ENI ID.
+    pub id: String,
+    /// MAC.
+    pub mac: String,
+    /// Device number.
+    pub device_number: u32,
+    /// Subnet ID.
+    pub subnet_id: String,
+    /// Subnet CIDR.
+    pub subnet_cidr: Ipv4Net,
+    /// Primary private IP.
+    pub primary_ip: Ipv4Addr,
+    /// Secondary private IPs.
+    pub secondary_ips: Vec<Ipv4Addr>,
+    /// Delegated prefixes.
+    pub prefixes: Vec<Ipv4Net>,
+}
+
+/// The EC2 + IMDS operations ipamd uses.
+pub trait Cloud: Send + Sync + 'static {
+    /// IMDS instance metadata.
+    fn instance(&self) -> impl Future<Output = Result<InstanceMeta, CloudError>> + Send;
+    /// IMDS `network/interfaces/macs/…`: attached interfaces, device order.
+    fn interfaces(&self) -> impl Future<Output = Result<Vec<Interface>, CloudError>> + Send;
+    /// `AssignPrivateIpAddresses` by count (IPs or prefixes).
+    fn assign(
+        &self,
+        eni: &str,
+        ips: u32,
+        prefixes: u32,
+    ) -> impl Future<Output = Result<(Vec<Ipv4Addr>, Vec<Ipv4Net>), CloudError>> + Send;
+    /// `UnassignPrivateIpAddresses`.
+    fn unassign(
+        &self,
+        eni: &str,
+        cidrs: &[Ipv4Net],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// Create, attach (lowest free device index) and mark DeleteOnTermination a new ENI with
+    /// `ips` secondary IPs or `prefixes` prefixes; wait until it is usable. A failed attach
+    /// deletes the new ENI.
+    fn allocate_eni(
+        &self,
+        ips: u32,
+        prefixes: u32,
+    ) -> impl Future<Output = Result<Interface, CloudError>> + Send;
+    /// Detach and delete an ENI.
+    fn free_eni(&self, eni: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+}

@@ -1,0 +1,235 @@
+//! [`Cloud`] over the simulated VPC: one instance in an in-process VPC, with the VPC's latencies
+//! slept in real time (scaled; 0 for tests).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use vpc_cni_ipam::Time;
+use vpc_cni_limits::InstanceType;
+use vpc_cni_sim::{Ec2Error, ImdsInterface, Subnet, Throttle, Vpc};
+
+use crate::{Cloud, CloudError, InstanceMeta, Interface};
+
+fn err(e: Ec2Error) -> CloudError {
+    CloudError {
+        code: e.code.as_str().to_string(),
+        message: e.message,
+    }
+}
+
+/// One simulated instance in its own simulated VPC.
+#[derive(Clone)]
+pub struct SimCloud {
+    vpc: Arc<Mutex<Vpc>>,
+    instance_id: String,
+    instance_type: String,
+    start: Instant,
+}
+
+impl SimCloud {
+    /// Launch `instance` in a fresh VPC with one subnet `cidr`. `latency_scale` scales the
+    /// simulated latencies actually slept (1.0 = as configured, 0 = none).
+    pub fn launch(
+        instance: &InstanceType,
+        cidr: Ipv4Net,
+        seed: u64,
+        latency_scale: f64,
+    ) -> Result<Self, CloudError> {
+        let mut vpc = Vpc::new(seed, Throttle::new(true, 1.0, Time::ZERO));
+        // The VPC's own time-based views (IMDS lag, attaching/detaching) run on the same scale.
+        let l = vpc.latency;
+        let scale = |ms: u64| (ms as f64 * latency_scale) as u64;
+        vpc.latency = vpc_cni_sim::Latency {
+            eni_attach_ms: scale(l.eni_attach_ms),
+            imds_lag_ms: scale(l.imds_lag_ms),
+            assign_ms: scale(l.assign_ms),
+            detach_ms: scale(l.detach_ms),
+        };
+        vpc.add_subnet(Subnet::new("subnet-0sim", cidr, "us-east-1a").map_err(err)?);
+        let id = vpc
+            .run_instance(&instance.name, &instance.limits, "subnet-0sim", Time::ZERO)
+            .map_err(err)?;
+        Ok(SimCloud {
+            vpc: Arc::new(Mutex::new(vpc)),
+            instance_id: id,
+            instance_type: instance.name.clone(),
+            start: Instant::now(),
+        })
+    }
+
+    /// The simulated VPC (for inspection by tests and tools).
+    pub fn vpc(&self) -> Arc<Mutex<Vpc>> {
+        self.vpc.clone()
+    }
+
+    /// The simulated instance's ID.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    fn now(&self) -> Time {
+        Time(self.start.elapsed().as_millis() as u64)
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        let d = Duration::from_millis(ms);
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vpc> {
+        self.vpc.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn interface(i: ImdsInterface) -> Interface {
+    let mut ips = i.local_ipv4s.into_iter();
+    let primary = ips.next().unwrap_or(Ipv4Addr::UNSPECIFIED);
+    Interface {
+        id: i.interface_id,
+        mac: i.mac,
+        device_number: i.device_number,
+        subnet_id: i.subnet_id,
+        subnet_cidr: i.subnet_cidr,
+        primary_ip: primary,
+        secondary_ips: ips.collect(),
+        prefixes: i.ipv4_prefixes,
+    }
+}
+
+impl Cloud for SimCloud {
+    async fn instance(&self) -> Result<InstanceMeta, CloudError> {
+        let vpc = self.lock();
+        let md = vpc
+            .imds_instance(&self.instance_id)
+            .ok_or_else(|| CloudError {
+                code: "NotFound".into(),
+                message: "instance is gone".into(),
+            })?;
+        Ok(InstanceMeta {
+            instance_id: md.instance_id,
+            instance_type: self.instance_type.clone(),
+            availability_zone: md.availability_zone,
+            region: "us-east-1".into(),
+            primary_mac: md.mac,
+            primary_ip: md.local_ipv4,
+            vpc_cidrs: md.vpc_cidrs,
+        })
+    }
+
+    async fn interfaces(&self) -> Result<Vec<Interface>, CloudError> {
+        let now = self.now();
+        let vpc = self.lock();
+        Ok(vpc
+            .imds_interfaces(&self.instance_id, now)
+            .into_iter()
+            .map(interface)
+            .collect())
+    }
+
+    async fn assign(
+        &self,
+        eni: &str,
+        ips: u32,
+        prefixes: u32,
+    ) -> Result<(Vec<Ipv4Addr>, Vec<Ipv4Net>), CloudError> {
+        let ms = self.lock().latency.assign_ms;
+        self.sleep_ms(ms).await;
+        let now = self.now();
+        self.lock()
+            .assign_private_ip_addresses(eni, ips, prefixes, now)
+            .map_err(err)
+    }
+
+    async fn unassign(&self, eni: &str, cidrs: &[Ipv4Net]) -> Result<(), CloudError> {
+        let now = self.now();
+        self.lock()
+            .unassign_private_ip_addresses(eni, cidrs, now)
+            .map_err(err)
+    }
+
+    async fn allocate_eni(&self, ips: u32, prefixes: u32) -> Result<Interface, CloudError> {
+        let now = self.now();
+        let (id, wait) = {
+            let mut vpc = self.lock();
+            let device = vpc.free_device_index(&self.instance_id, now).map_err(err)?;
+            let tags = BTreeMap::from([(
+                "node.k8s.amazonaws.com/instance_id".to_string(),
+                self.instance_id.clone(),
+            )]);
+            let id = vpc
+                .create_network_interface(
+                    "subnet-0sim",
+                    &format!("aws-K8S-{}", self.instance_id),
+                    tags,
+                    ips,
+                    prefixes,
+                    now,
+                )
+                .map_err(err)?;
+            if let Err(e) = vpc.attach_network_interface(&id, &self.instance_id, device, now) {
+                let _ = vpc.delete_network_interface(&id, now);
+                return Err(err(e));
+            }
+            vpc.set_delete_on_termination(&id, true, now).map_err(err)?;
+            (id, vpc.latency.eni_attach_ms + vpc.latency.imds_lag_ms)
+        };
+        self.sleep_ms(wait).await;
+        // Upstream polls IMDS until the ENI shows; with latency scaled down, read EC2's view.
+        let vpc = self.lock();
+        let e = vpc.eni(&id).expect("just created");
+        let a = e.attachment.as_ref().expect("attached");
+        Ok(Interface {
+            id: e.id.clone(),
+            mac: e.mac.clone(),
+            device_number: a.device_index,
+            subnet_id: e.subnet_id.clone(),
+            subnet_cidr: vpc.subnets[&e.subnet_id].cidr,
+            primary_ip: e.primary_ip,
+            secondary_ips: e.secondary_ips.clone(),
+            prefixes: e.prefixes.clone(),
+        })
+    }
+
+    async fn free_eni(&self, eni: &str) -> Result<(), CloudError> {
+        let now = self.now();
+        let detach_ms = {
+            let mut vpc = self.lock();
+            vpc.detach_network_interface(eni, now).map_err(err)?;
+            vpc.latency.detach_ms
+        };
+        // Upstream waits 2 s between detach and delete; the ENI must have left `detaching`.
+        self.sleep_ms(detach_ms).await;
+        let now = self.now().max(Time(now.as_millis() + detach_ms));
+        self.lock().delete_network_interface(eni, now).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vpc_cni_limits::LimitsTable;
+
+    #[tokio::test]
+    async fn sim_cloud_round_trip() {
+        let t = LimitsTable::builtin().get("m5.large").unwrap().clone();
+        let c = SimCloud::launch(&t, "10.0.0.0/20".parse().unwrap(), 1, 0.0).unwrap();
+        let md = c.instance().await.unwrap();
+        assert_eq!(md.instance_type, "m5.large");
+        let ifs = c.interfaces().await.unwrap();
+        assert_eq!(ifs.len(), 1);
+        let (ips, _) = c.assign(&ifs[0].id, 3, 0).await.unwrap();
+        assert_eq!(ips.len(), 3);
+        let eni = c.allocate_eni(0, 2).await.unwrap();
+        assert_eq!((eni.device_number, eni.prefixes.len()), (1, 2));
+        c.unassign(&eni.id, &eni.prefixes[..1]).await.unwrap();
+        c.free_eni(&eni.id).await.unwrap();
+        assert!(c.vpc().lock().unwrap().eni(&eni.id).is_none());
+        let e = c.assign(&ifs[0].id, 7, 0).await.unwrap_err();
+        assert_eq!(e.code, "PrivateIpAddressLimitExceeded");
+    }
+}

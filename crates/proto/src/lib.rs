@@ -1,0 +1,9 @@
+//! The ipamd gRPC contract: messages and services of package `rpc`, generated from
+//! `proto/rpc.proto` (upstream field numbers), plus the standard file descriptor for reflection.
+
+#![allow(missing_docs, clippy::all, non_snake_case)]
+
+/// Package `rpc`.
+pub mod rpc {
+    tonic::include_proto!("rpc");
+}
