@@ -1,6 +1,7 @@
 //! `vpc-cni`: the operator's command line for the Rust VPC CNI.
 
 mod common;
+mod daemon_cmd;
 mod maxpods_cmd;
 mod plan_cmd;
 mod simulate_cmd;
@@ -31,6 +32,8 @@ enum Command {
     Plan(plan_cmd::Args),
     /// Run a cluster scenario in virtual time against the simulated VPC.
     Simulate(simulate_cmd::Args),
+    /// Run ipamd, the node IPAM daemon (embedded simulated VPC by default).
+    Daemon(daemon_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::MaxPods(args) => maxpods_cmd::run(args),
         Command::Plan(args) => plan_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(args),
+        Command::Daemon(args) => daemon_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

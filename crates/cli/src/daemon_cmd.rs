@@ -1,0 +1,148 @@
+//! `vpc-cni daemon`: run ipamd.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ipnet::Ipv4Net;
+use vpc_cni_cloud::SimCloud;
+use vpc_cni_ipamd::DaemonConfig;
+
+use crate::common::DataArgs;
+
+/// Which cloud backend the daemon talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloudKind {
+    /// An in-process simulated VPC with one instance of --instance-type (no AWS account).
+    Sim,
+    /// The real EC2 API and IMDS (this build: not yet available).
+    Aws,
+}
+
+/// Runs ipamd, the node IPAM daemon: the upstream gRPC contract (rpc.CNIBackend) on a unix
+/// socket, the checkpoint, the warm-pool loop, metrics on :61678 and introspection on
+/// 127.0.0.1:61679. Settings come from the upstream env vars (WARM_ENI_TARGET, WARM_IP_TARGET,
+/// MINIMUM_IP_TARGET, WARM_PREFIX_TARGET, MAX_ENI, ENABLE_PREFIX_DELEGATION, …); a bad value stops
+/// the daemon with an error naming it. Logs are JSON lines to AWS_VPC_K8S_CNI_LOG_FILE (or
+/// stdout) at AWS_VPC_K8S_CNI_LOGLEVEL. SIGTERM stops taking requests, flushes the checkpoint and
+/// exits 0.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Cloud backend.
+    #[arg(long, value_enum, default_value = "sim")]
+    cloud: CloudKind,
+    /// Instance type of the simulated node (--cloud sim).
+    #[arg(long, default_value = "m5.large")]
+    instance_type: String,
+    /// Subnet CIDR of the simulated VPC (--cloud sim).
+    #[arg(long, default_value = "10.0.0.0/20")]
+    subnet: Ipv4Net,
+    /// Seed of the simulated VPC (--cloud sim).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Scale of the simulated EC2 latencies actually waited (1 = realistic, 0 = none).
+    #[arg(long, default_value_t = 1.0)]
+    sim_latency_scale: f64,
+    /// gRPC unix socket [env VPC_CNI_IPAMD_SOCKET; default /var/run/aws-node/ipamd.sock].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Checkpoint file [env AWS_VPC_K8S_CNI_BACKING_STORE; default /var/run/aws-node/ipam.json].
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
+    /// Metrics listener [env VPC_CNI_METRICS_BIND_ADDRESS; default 0.0.0.0:61678].
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Introspection listener [env INTROSPECTION_BIND_ADDRESS; default 127.0.0.1:61679].
+    #[arg(long, value_name = "ADDR")]
+    introspection_addr: Option<std::net::SocketAddr>,
+    /// Node pod capacity (default: from the instance table).
+    #[arg(long)]
+    max_pods: Option<u32>,
+    /// Pool-loop period in milliseconds (upstream: 5000).
+    #[arg(long, default_value_t = 5000, hide = true)]
+    cycle_ms: u64,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+fn init_logging() -> anyhow::Result<()> {
+    let level = std::env::var("AWS_VPC_K8S_CNI_LOGLEVEL")
+        .unwrap_or_else(|_| "DEBUG".into())
+        .to_lowercase();
+    let filter = tracing_subscriber::EnvFilter::try_new(&level).with_context(|| {
+        format!("invalid AWS_VPC_K8S_CNI_LOGLEVEL={level:?}: expected DEBUG, INFO, WARN or ERROR")
+    })?;
+    let dest = std::env::var("AWS_VPC_K8S_CNI_LOG_FILE")
+        .unwrap_or_else(|_| "/host/var/log/aws-routed-eni/ipamd.log".into());
+    let builder = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false);
+    match dest.as_str() {
+        "stdout" => builder.with_writer(std::io::stdout).init(),
+        "stderr" => builder.with_writer(std::io::stderr).init(),
+        path => {
+            let p = PathBuf::from(path);
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!(
+                        "AWS_VPC_K8S_CNI_LOG_FILE={path}: cannot create {}",
+                        dir.display()
+                    )
+                })?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .with_context(|| format!("AWS_VPC_K8S_CNI_LOG_FILE={path}: cannot open"))?;
+            builder.with_writer(std::sync::Mutex::new(f)).init();
+        }
+    }
+    Ok(())
+}
+
+/// Run the command.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut cfg = DaemonConfig::from_lookup(|k| std::env::var(k).ok())?;
+    if let Some(p) = args.socket {
+        cfg.socket = p;
+    }
+    if let Some(p) = args.checkpoint {
+        cfg.checkpoint = p;
+    }
+    if let Some(a) = args.metrics_addr {
+        cfg.metrics = Some(a);
+    }
+    if let Some(a) = args.introspection_addr {
+        cfg.introspection = Some(a);
+    }
+    cfg.max_pods = args.max_pods;
+    cfg.cycle = std::time::Duration::from_millis(args.cycle_ms.max(1));
+    if args.cloud == CloudKind::Aws {
+        anyhow::bail!(
+            "--cloud aws: the AWS backend is not part of this build yet; use --cloud sim"
+        );
+    }
+    init_logging()?;
+    let table = args.data.table()?;
+    let instance = table.get(&args.instance_type)?.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let cloud = SimCloud::launch(&instance, args.subnet, args.seed, args.sim_latency_scale)?;
+        let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
+        vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,143 @@
+//! Daemon configuration: upstream env vars (spec f) plus the paths and addresses a test or an
+//! operator may move. Validated at start; a bad value names the variable, value and rule.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use vpc_cni_ipam::Settings;
+use vpc_cni_ipam::settings::{EnvReader, SettingsError};
+
+/// Default gRPC socket.
+pub const DEFAULT_SOCKET: &str = "/var/run/aws-node/ipamd.sock";
+/// Default checkpoint.
+pub const DEFAULT_CHECKPOINT: &str = "/var/run/aws-node/ipam.json";
+/// Default metrics listener (all interfaces, as upstream).
+pub const DEFAULT_METRICS: &str = "0.0.0.0:61678";
+/// Default introspection listener (loopback only).
+pub const DEFAULT_INTROSPECTION: &str = "127.0.0.1:61679";
+
+/// Everything the daemon needs to start.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Warm-pool settings.
+    pub settings: Settings,
+    /// gRPC unix socket path.
+    pub socket: PathBuf,
+    /// Checkpoint file (`AWS_VPC_K8S_CNI_BACKING_STORE`).
+    pub checkpoint: PathBuf,
+    /// Metrics listener, `None` when `DISABLE_METRICS=true`.
+    pub metrics: Option<SocketAddr>,
+    /// Introspection listener, `None` when `DISABLE_INTROSPECTION=true`.
+    pub introspection: Option<SocketAddr>,
+    /// `AWS_VPC_K8S_CNI_EXTERNALSNAT`.
+    pub external_snat: bool,
+    /// `AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS` (invalid entries skipped, as upstream).
+    pub exclude_snat_cidrs: Vec<Ipv4Net>,
+    /// `NETWORK_POLICY_ENFORCING_MODE` (`""` when unset).
+    pub network_policy_mode: String,
+    /// Build version string used in the client version handshake.
+    pub version: String,
+    /// Node pod capacity override (else from the limits table).
+    pub max_pods: Option<u32>,
+    /// Pool-loop period (upstream 5 s).
+    pub cycle: std::time::Duration,
+    /// Raw upstream env values shown by introspection.
+    pub env_snapshot: Vec<(String, String)>,
+}
+
+/// Variables shown under `/v1/ipamd-env-settings` and `/v1/networkutils-env-settings`.
+pub const IPAMD_ENV: &[&str] = &[
+    "WARM_IP_TARGET",
+    "WARM_ENI_TARGET",
+    "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG",
+    "AWS_MANAGE_ENIS_NON_SCHEDULABLE",
+    "ENABLE_SUBNET_DISCOVERY",
+];
+/// Network variables shown by introspection.
+pub const NETWORK_ENV: &[&str] = &[
+    "AWS_VPC_K8S_CNI_CONNMARK",
+    "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS",
+    "AWS_VPC_K8S_CNI_EXTERNALSNAT",
+    "AWS_EXTERNAL_SERVICE_CIDRS",
+    "AWS_VPC_ENI_MTU",
+    "AWS_VPC_K8S_CNI_VETHPREFIX",
+    "AWS_VPC_CNI_NODE_PORT_SUPPORT",
+    "AWS_VPC_K8S_CNI_RANDOMIZESNAT",
+];
+
+fn addr(var: &str, raw: &str) -> Result<SocketAddr, SettingsError> {
+    let fixed = if raw.starts_with(':') {
+        format!("0.0.0.0{raw}")
+    } else {
+        raw.to_string()
+    };
+    fixed.parse().map_err(|_| SettingsError::Invalid {
+        var: var.into(),
+        value: raw.into(),
+        expected: "HOST:PORT, e.g. 127.0.0.1:61679".into(),
+    })
+}
+
+impl DaemonConfig {
+    /// Read from a variable lookup (the process environment in production).
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String> + Clone,
+    ) -> Result<Self, SettingsError> {
+        let settings = Settings::from_lookup(lookup.clone())?;
+        let r = EnvReader::new(lookup.clone());
+        let metrics = if r.boolean("DISABLE_METRICS", false)? {
+            None
+        } else {
+            Some(addr(
+                "VPC_CNI_METRICS_BIND_ADDRESS",
+                &r.raw("VPC_CNI_METRICS_BIND_ADDRESS")
+                    .unwrap_or(DEFAULT_METRICS.into()),
+            )?)
+        };
+        let introspection = if r.boolean("DISABLE_INTROSPECTION", false)? {
+            None
+        } else {
+            Some(addr(
+                "INTROSPECTION_BIND_ADDRESS",
+                &r.raw("INTROSPECTION_BIND_ADDRESS")
+                    .unwrap_or(DEFAULT_INTROSPECTION.into()),
+            )?)
+        };
+        let mode = r.raw("NETWORK_POLICY_ENFORCING_MODE").unwrap_or_default();
+        if !matches!(mode.as_str(), "" | "none" | "strict" | "standard") {
+            return Err(SettingsError::Invalid {
+                var: "NETWORK_POLICY_ENFORCING_MODE".into(),
+                value: mode,
+                expected: "none, strict or standard (invalid Network policy mode)".into(),
+            });
+        }
+        let exclude = r
+            .raw("AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS")
+            .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        let env_snapshot = IPAMD_ENV
+            .iter()
+            .chain(NETWORK_ENV)
+            .filter_map(|k| lookup(k).map(|v| (k.to_string(), v)))
+            .collect();
+        Ok(DaemonConfig {
+            settings,
+            socket: r
+                .raw("VPC_CNI_IPAMD_SOCKET")
+                .map_or(PathBuf::from(DEFAULT_SOCKET), PathBuf::from),
+            checkpoint: r
+                .raw("AWS_VPC_K8S_CNI_BACKING_STORE")
+                .map_or(PathBuf::from(DEFAULT_CHECKPOINT), PathBuf::from),
+            metrics,
+            introspection,
+            external_snat: r.boolean("AWS_VPC_K8S_CNI_EXTERNALSNAT", false)?,
+            exclude_snat_cidrs: exclude,
+            network_policy_mode: mode,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            max_pods: None,
+            cycle: std::time::Duration::from_secs(5),
+            env_snapshot,
+        })
+    }
+}

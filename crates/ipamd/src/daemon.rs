@@ -1,0 +1,195 @@
+//! Start-up and serving: load the instance and its ENIs from the cloud, restore the checkpoint,
+//! top the pool up once, then run the pool loop, the HTTP endpoints and the gRPC server on the
+//! unix socket until shutdown; on shutdown stop taking requests and flush the checkpoint.
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio_stream::wrappers::UnixListenerStream;
+use vpc_cni_cloud::{Cloud, CloudError};
+use vpc_cni_ipam::{AwsPolicy, Datastore, PoolLimits};
+use vpc_cni_limits::{CniVersion, LimitsError, LimitsTable, MaxPodsOptions, max_pods};
+use vpc_cni_proto::rpc::cni_backend_server::CniBackendServer;
+use vpc_cni_proto::rpc::config_server_backend_server::ConfigServerBackendServer;
+
+use crate::checkpoint::{CheckpointError, CheckpointFile, restore};
+use crate::config::DaemonConfig;
+use crate::metrics::Metrics;
+use crate::rpc::Service;
+use crate::state::{Node, Shared};
+use crate::{http, pool};
+
+/// Why the daemon could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// IMDS or EC2 failed.
+    #[error("cloud: {0}")]
+    Cloud(#[from] CloudError),
+    /// The instance type is unknown.
+    #[error("{0}")]
+    Limits(#[from] LimitsError),
+    /// The checkpoint cannot be used.
+    #[error("{0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// A socket or listener failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Bind the gRPC unix socket: parent directory 0755, stale socket removed, socket mode 0660.
+pub fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("removing stale socket {}", path.display()))(e)),
+    }
+    let listener =
+        tokio::net::UnixListener::bind(path).map_err(io(format!("binding {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io(format!("chmod {}", path.display())))?;
+    Ok(listener)
+}
+
+/// Build the shared state: instance facts, limits, ENIs, restored checkpoint.
+pub async fn init<C: Cloud>(
+    cfg: DaemonConfig,
+    cloud: C,
+    table: &LimitsTable,
+) -> Result<Arc<Shared<C>>, DaemonError> {
+    let meta = cloud.instance().await?;
+    let t = table.get(&meta.instance_type)?;
+    let max = cfg.max_pods.unwrap_or_else(|| {
+        let opts = MaxPodsOptions {
+            cni_version: CniVersion {
+                major: 1,
+                minor: 19,
+            },
+            custom_networking: cfg.settings.custom_networking,
+            prefix_delegation: cfg.settings.prefix_delegation,
+            max_eni: cfg.settings.max_eni,
+        };
+        let mp = max_pods(t, &opts);
+        if cfg.settings.prefix_delegation {
+            mp.recommended
+        } else {
+            mp.max_allowed
+        }
+    });
+    let limits = PoolLimits::new(&t.limits, &cfg.settings, max);
+    if cfg.settings.prefix_delegation && !limits.prefix_delegation {
+        tracing::warn!(instance_type = %t.name, "prefix delegation needs a Nitro instance; using secondary IPs");
+    }
+    let ds = Datastore::new(limits.prefix_delegation, cfg.settings.ip_cooldown);
+    let policy = AwsPolicy::new(cfg.settings.clone(), limits);
+    let shared = Arc::new(Shared {
+        node: Mutex::new(Node { ds, policy }),
+        checkpoint: CheckpointFile::new(cfg.checkpoint.clone()),
+        metrics: Metrics::default(),
+        cfg,
+        meta,
+        cloud,
+        terminating: AtomicBool::new(false),
+    });
+    let interfaces = shared.cloud.interfaces().await?;
+    pool::load_interfaces(&shared, &interfaces);
+    let data = shared.checkpoint.read()?;
+    {
+        let mut node = shared.lock();
+        let r = restore(&mut node.ds, &data, shared.checkpoint.path())?;
+        tracing::info!(
+            restored = r.restored,
+            dropped = r.dropped.len(),
+            "checkpoint restored"
+        );
+        for d in &r.dropped {
+            tracing::warn!(entry = %d, "checkpoint entry on no attached ENI dropped (presuming stale/dead)");
+        }
+        shared.checkpoint.write(&node.ds)?;
+        shared.update_gauges(&node);
+    }
+    shared.metrics.set(
+        "awscni_build_info",
+        &[("version", &shared.cfg.version), ("goversion", "rust")],
+        1.0,
+    );
+    Ok(shared)
+}
+
+/// Serve until `shutdown` resolves, then flush and return.
+pub async fn serve<C: Cloud>(
+    shared: Arc<Shared<C>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    // One synchronous top-up before serving, as upstream's nodeInit does.
+    pool::cycle(&shared).await;
+    let pool_task = tokio::spawn(pool::run(shared.clone()));
+    let mut http_tasks = Vec::new();
+    if let Some(addr) = shared.cfg.metrics {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(io(format!("binding metrics on {addr}")))?;
+        let router = http::metrics_router(shared.clone());
+        http_tasks.push(tokio::spawn(async move { axum::serve(l, router).await }));
+    }
+    if let Some(addr) = shared.cfg.introspection {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(io(format!("binding introspection on {addr}")))?;
+        let router = http::introspection_router(shared.clone());
+        http_tasks.push(tokio::spawn(async move { axum::serve(l, router).await }));
+    }
+    let listener = bind_socket(&shared.cfg.socket)?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    reporter
+        .set_service_status(
+            "grpc.health.v1.aws-node",
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    tracing::info!(socket = %shared.cfg.socket.display(), "serving gRPC");
+    let terminating = shared.clone();
+    let result = tonic::transport::Server::builder()
+        .add_service(CniBackendServer::new(Service::new(shared.clone())))
+        .add_service(ConfigServerBackendServer::new(Service::new(shared.clone())))
+        .add_service(health)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            shutdown.await;
+            terminating.terminating.store(true, Ordering::SeqCst);
+            tracing::info!("shutting down: no new requests");
+        })
+        .await;
+    pool_task.abort();
+    for t in http_tasks {
+        t.abort();
+    }
+    {
+        let node = shared.lock();
+        shared.checkpoint.write(&node.ds)?;
+    }
+    let _ = std::fs::remove_file(&shared.cfg.socket);
+    tracing::info!("checkpoint flushed; exiting");
+    Ok(result?)
+}

@@ -1,0 +1,213 @@
+//! The HTTP endpoints: Prometheus metrics (`/metrics`) and introspection with upstream's paths
+//! and JSON shapes (spec g.2).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+use vpc_cni_cloud::Cloud;
+use vpc_cni_ipam::Time;
+
+use crate::state::Shared;
+
+/// Introspection paths.
+pub const PATHS: [&str; 4] = [
+    "/v1/enis",
+    "/v1/eni-configs",
+    "/v1/networkutils-env-settings",
+    "/v1/ipamd-env-settings",
+];
+
+/// The metrics router.
+pub fn metrics_router<C: Cloud>(s: Arc<Shared<C>>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<Shared<C>>>| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    s.metrics.render(),
+                )
+            }),
+        )
+        .with_state(s)
+}
+
+/// The introspection router.
+pub fn introspection_router<C: Cloud>(s: Arc<Shared<C>>) -> Router {
+    Router::new()
+        .route("/v1/enis", get(enis::<C>))
+        .route(
+            "/v1/eni-configs",
+            get(|| async { (StatusCode::NOT_FOUND, "no Kubernetes API server configured") }),
+        )
+        .route("/v1/networkutils-env-settings", get(network_env::<C>))
+        .route("/v1/ipamd-env-settings", get(ipamd_env::<C>))
+        .fallback(|| async { Json(json!({ "AvailableCommands": PATHS })) })
+        .with_state(s)
+}
+
+/// Serve `router` on `addr` until the task is dropped.
+pub async fn serve(addr: SocketAddr, router: Router) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router).await
+}
+
+fn env_map<C: Cloud>(s: &Shared<C>, keys: &[&str]) -> Value {
+    let mut m = Map::new();
+    for k in keys {
+        let v = s
+            .cfg
+            .env_snapshot
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        m.insert((*k).to_string(), Value::String(v));
+    }
+    Value::Object(m)
+}
+
+async fn ipamd_env<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
+    Json(env_map(&s, crate::config::IPAMD_ENV)).into_response()
+}
+
+async fn network_env<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
+    let mut v = env_map(&s, crate::config::NETWORK_ENV);
+    // Upstream reports the SNAT randomisation as a number: 0 none, 1 hashrandom, 2 prng.
+    let mode = match v["AWS_VPC_K8S_CNI_RANDOMIZESNAT"].as_str() {
+        Some("none") => 0,
+        Some("hashrandom") => 1,
+        _ => 2,
+    };
+    v["AWS_VPC_K8S_CNI_RANDOMIZESNAT"] = json!(mode);
+    Json(v).into_response()
+}
+
+/// Go's `net.IPNet` JSON: IP string and base64 mask.
+fn ipnet_json(net: &ipnet::Ipv4Net) -> Value {
+    json!({ "IP": net.network().to_string(), "Mask": base64(&u32::from(net.netmask()).to_be_bytes()) })
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// RFC 3339 UTC from Unix milliseconds (Go's zero time when absent).
+pub fn rfc3339(t: Option<Time>) -> String {
+    let Some(t) = t else {
+        return "0001-01-01T00:00:00Z".into();
+    };
+    let secs = t.as_millis() / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+async fn enis<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
+    let node = s.lock();
+    let (total, assigned, _) = node.ds.counters();
+    let mut enis = Map::new();
+    for e in node.ds.enis() {
+        let mut cidrs = Map::new();
+        for c in e.cidrs.values() {
+            let mut addrs = Map::new();
+            for (ip, a) in &c.addresses {
+                // containerID and ifName are blanked since v1.23.0 (they allowed forging DELs).
+                let key = a.key.as_ref().map_or(
+                    json!({}),
+                    |k| json!({ "networkName": k.network_name, "containerID": "", "ifName": "" }),
+                );
+                addrs.insert(
+                    ip.to_string(),
+                    json!({
+                        "Address": ip.to_string(),
+                        "IPAMKey": key,
+                        "IPAMMetadata": a.metadata,
+                        "AssignedTime": rfc3339(Some(a.assigned_at)),
+                        "UnassignedTime": rfc3339(a.unassigned_at),
+                    }),
+                );
+            }
+            cidrs.insert(
+                c.net.to_string(),
+                json!({
+                    "Cidr": ipnet_json(&c.net),
+                    "IPAddresses": addrs,
+                    "IsPrefix": c.is_prefix,
+                    "AddressFamily": "4",
+                }),
+            );
+        }
+        enis.insert(
+            e.id.clone(),
+            json!({
+                "ID": e.id,
+                "IsPrimary": e.is_primary,
+                "IsTrunk": e.is_trunk,
+                "IsEFA": e.is_efa,
+                "DeviceNumber": e.device_number,
+                "AvailableIPv4Cidrs": cidrs,
+                "IPv6Cidrs": {},
+                "IsExcludedForPodIPs": e.excluded,
+                "RouteTableID": e.route_table_id,
+                "SubnetID": e.subnet_id,
+            }),
+        );
+    }
+    Json(json!({ "0": { "TotalIPs": total, "AssignedIPs": assigned, "ENIs": enis } }))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_shapes() {
+        assert_eq!(base64(&[255, 255, 255, 255]), "/////w==");
+        assert_eq!(base64(&[255, 255, 255, 240]), "////8A==");
+        assert_eq!(rfc3339(None), "0001-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(Some(Time(1_724_000_000_000))),
+            "2024-08-18T16:53:20Z"
+        );
+        assert_eq!(rfc3339(Some(Time(951_782_400_000))), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,15 @@
+//! ipamd: the node daemon. Serves the upstream gRPC contract on a unix socket, keeps the
+//! checkpoint, runs the warm-pool loop of the `ipam` brain against a [`vpc_cni_cloud::Cloud`]
+//! backend, and exposes metrics and introspection.
+
+pub mod checkpoint;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod metrics;
+pub mod pool;
+pub mod rpc;
+pub mod state;
+
+pub use config::DaemonConfig;
+pub use daemon::{DaemonError, init, serve};

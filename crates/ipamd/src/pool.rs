@@ -1,0 +1,180 @@
+//! The pool loop: every cycle, ask the policy for decisions and carry them out through the
+//! cloud backend, outside the pool lock (pods keep being served meanwhile).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ipnet::Ipv4Net;
+use vpc_cni_cloud::{Cloud, CloudError, Interface};
+use vpc_cni_ipam::policy::PoolPolicy;
+use vpc_cni_ipam::{Action, CidrKind, EniSpec, NodeState};
+
+use crate::state::{Shared, now};
+
+/// Run forever (until the task is dropped).
+pub async fn run<C: Cloud>(shared: Arc<Shared<C>>) {
+    let mut tick = tokio::time::interval(shared.cfg.cycle);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        cycle(&shared).await;
+    }
+}
+
+/// One pool cycle.
+pub async fn cycle<C: Cloud>(s: &Shared<C>) {
+    let node_state = NodeState {
+        terminating: s.terminating.load(Ordering::SeqCst),
+        unschedulable: false,
+    };
+    let decisions = {
+        let mut node = s.lock();
+        let node = &mut *node;
+        node.policy.cycle(&mut node.ds, node_state, now())
+    };
+    for d in decisions {
+        tracing::info!(reason = %d.reason, action = ?d.action, "pool decision");
+        execute(s, d.action).await;
+    }
+    let node = s.lock();
+    s.update_gauges(&node);
+}
+
+fn split(count: u32, kind: CidrKind) -> (u32, u32) {
+    match kind {
+        CidrKind::SecondaryIp => (count, 0),
+        CidrKind::Prefix => (0, count),
+    }
+}
+
+fn record_error<C: Cloud>(s: &Shared<C>, api: &'static str, f: &'static str, e: &CloudError) {
+    s.metrics.inc("awscni_ec2api_error_count", &[("fn", api)]);
+    s.metrics.inc(
+        "awscni_aws_api_error_count",
+        &[("api", api), ("error", e.code.as_str())],
+    );
+    s.metrics.inc("awscni_ipamd_error_count", &[("fn", f)]);
+    if e.is_insufficient_addresses() {
+        tracing::error!(error = %e, "Unable to attach IPs/Prefixes for the ENI, subnet doesn't seem to have enough IPs/Prefixes. Consider using new subnet or carve a reserved range using create-subnet-cidr-reservation");
+        s.lock().policy.record_insufficient_addresses(now());
+    } else {
+        tracing::warn!(error = %e, api, "EC2 call failed");
+    }
+}
+
+fn add_addresses<C: Cloud>(s: &Shared<C>, eni: &str, ips: &[Ipv4Addr], prefixes: &[Ipv4Net]) {
+    let mut node = s.lock();
+    for ip in ips {
+        let _ = node
+            .ds
+            .add_cidr(eni, Ipv4Net::new(*ip, 32).expect("/32"), false);
+    }
+    for p in prefixes {
+        let _ = node.ds.add_cidr(eni, *p, true);
+    }
+}
+
+fn add_interface<C: Cloud>(s: &Shared<C>, i: &Interface) {
+    {
+        let mut node = s.lock();
+        let spec = EniSpec {
+            id: i.id.clone(),
+            device_number: i.device_number,
+            is_primary: i.device_number == 0,
+            subnet_id: i.subnet_id.clone(),
+            route_table_id: if i.device_number == 0 {
+                254
+            } else {
+                i.device_number + 1
+            },
+            primary_ip: Some(i.primary_ip),
+            ..EniSpec::default()
+        };
+        let _ = node.ds.add_eni(spec, now());
+    }
+    add_addresses(s, &i.id, &i.secondary_ips, &i.prefixes);
+}
+
+fn execute<C: Cloud>(
+    s: &Shared<C>,
+    action: Action,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    Box::pin(async move {
+        match action {
+            Action::AssignToEni { eni, count, kind } => {
+                let (ips, pfx) = split(count, kind);
+                s.metrics.inc(
+                    "awscni_ec2api_req_count",
+                    &[("fn", "AssignPrivateIpAddresses")],
+                );
+                let mut r = s.cloud.assign(&eni, ips, pfx).await;
+                if let Err(e) = &r
+                    && !e.is_insufficient_addresses()
+                    && e.code != "PrivateIpAddressLimitExceeded"
+                {
+                    let (ips, pfx) = split(1, kind);
+                    r = s.cloud.assign(&eni, ips, pfx).await;
+                }
+                match r {
+                    Ok((ips, prefixes)) => add_addresses(s, &eni, &ips, &prefixes),
+                    Err(e) => {
+                        record_error(s, "AssignPrivateIpAddresses", "increaseIPPoolAssign", &e);
+                        if !e.is_insufficient_addresses() {
+                            let follow = {
+                                let node = s.lock();
+                                node.policy.after_assign_failure(&node.ds, now())
+                            };
+                            if let Some(d) = follow {
+                                execute(s, d.action).await;
+                            }
+                        }
+                    }
+                }
+            }
+            Action::AllocateEni { count, kind } => {
+                let (ips, pfx) = split(count, kind);
+                s.metrics.inc(
+                    "awscni_ec2api_req_count",
+                    &[("fn", "CreateNetworkInterface")],
+                );
+                match s.cloud.allocate_eni(ips, pfx).await {
+                    Ok(i) => add_interface(s, &i),
+                    Err(e) => {
+                        record_error(s, "CreateNetworkInterface", "increaseIPPoolAllocENI", &e)
+                    }
+                }
+            }
+            Action::Release { eni, cidrs } => {
+                s.metrics.inc(
+                    "awscni_ec2api_req_count",
+                    &[("fn", "UnassignPrivateIpAddresses")],
+                );
+                if let Err(e) = s.cloud.unassign(&eni, &cidrs).await {
+                    record_error(s, "UnassignPrivateIpAddresses", "decreaseIPPool", &e);
+                }
+            }
+            Action::FreeEni { eni } => {
+                s.metrics.inc(
+                    "awscni_ec2api_req_count",
+                    &[("fn", "DeleteNetworkInterface")],
+                );
+                if let Err(e) = s.cloud.free_eni(&eni).await {
+                    record_error(
+                        s,
+                        "DeleteNetworkInterface",
+                        "decreaseIPPoolFreeENIFailed",
+                        &e,
+                    );
+                }
+            }
+        }
+    })
+}
+
+/// Load the attached interfaces into an empty datastore (start-up).
+pub fn load_interfaces<C: Cloud>(s: &Shared<C>, interfaces: &[Interface]) {
+    for i in interfaces {
+        add_interface(s, i);
+    }
+}

@@ -1,0 +1,85 @@
+//! The daemon's shared state: the datastore and policy behind one lock, the checkpoint file,
+//! metrics, configuration and the instance facts.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use vpc_cni_cloud::{Cloud, InstanceMeta};
+use vpc_cni_ipam::{AwsPolicy, Datastore, Time};
+
+use crate::checkpoint::CheckpointFile;
+use crate::config::DaemonConfig;
+use crate::metrics::Metrics;
+
+/// Unix time in milliseconds: the daemon's clock for the brain.
+pub fn now() -> Time {
+    Time(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
+}
+
+/// The pool: datastore and policy, changed together.
+pub struct Node {
+    /// The datastore of card 0.
+    pub ds: Datastore,
+    /// The warm-pool policy.
+    pub policy: AwsPolicy,
+}
+
+/// Everything the gRPC handlers, the pool loop and the HTTP endpoints share.
+pub struct Shared<C: Cloud> {
+    /// The pool.
+    pub node: Mutex<Node>,
+    /// Checkpoint file.
+    pub checkpoint: CheckpointFile,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Configuration.
+    pub cfg: DaemonConfig,
+    /// Instance facts from IMDS.
+    pub meta: InstanceMeta,
+    /// The cloud backend.
+    pub cloud: C,
+    /// Set on SIGTERM: no growth, no new pods.
+    pub terminating: AtomicBool,
+}
+
+impl<C: Cloud> Shared<C> {
+    /// Lock the pool (a poisoned lock is recovered: the datastore's invariants hold per call).
+    pub fn lock(&self) -> MutexGuard<'_, Node> {
+        self.node.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refresh the pool gauges.
+    pub fn update_gauges(&self, node: &Node) {
+        let st = node.ds.stats(now());
+        let m = &self.metrics;
+        m.set("awscni_eni_allocated", &[], node.ds.enis().len() as f64);
+        m.set("awscni_total_ip_addresses", &[], f64::from(st.total_ips));
+        m.set(
+            "awscni_assigned_ip_addresses",
+            &[],
+            f64::from(st.assigned_ips),
+        );
+        m.set(
+            "awscni_total_ipv4_prefixes",
+            &[],
+            f64::from(st.total_prefixes),
+        );
+        let l = node.policy.limits();
+        m.set(
+            "awscni_eni_max",
+            &[],
+            f64::from(l.max_eni - l.unmanaged_enis),
+        );
+        m.set(
+            "awscni_ip_max",
+            &[],
+            f64::from(l.max_ips_per_eni * (l.max_eni - l.unmanaged_enis)),
+        );
+    }
+}
