@@ -1,0 +1,231 @@
+//! End to end: the real `vpc-cni daemon` (sim backend, temp dirs) driven over its unix socket.
+
+#[path = "support/grpc.rs"]
+mod grpc;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use grpc::{Daemon, connect};
+use support::plan_json;
+use tonic::Code;
+use vpc_cni_proto::rpc::{AddNetworkRequest, DelNetworkRequest};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn add_req(i: u32) -> AddNetworkRequest {
+    AddNetworkRequest {
+        k8s_pod_name: format!("pod-{i}"),
+        k8s_pod_namespace: "default".into(),
+        container_id: format!("{i:064x}"),
+        if_name: "eth0".into(),
+        network_name: "aws-cni".into(),
+        netns: format!("/proc/{i}/ns/net"),
+        client_version: VERSION.into(),
+        ..Default::default()
+    }
+}
+
+fn del_req(i: u32) -> DelNetworkRequest {
+    DelNetworkRequest {
+        k8s_pod_name: format!("pod-{i}"),
+        k8s_pod_namespace: "default".into(),
+        container_id: format!("{i:064x}"),
+        if_name: "eth0".into(),
+        network_name: "aws-cni".into(),
+        reason: "PodDeleted".into(),
+        client_version: VERSION.into(),
+        ..Default::default()
+    }
+}
+
+fn metric(text: &str, line_prefix: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(line_prefix)
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("metric {line_prefix} missing in:\n{text}"))
+}
+
+/// Total IPs and ENIs from introspection.
+fn pool(d: &Daemon) -> (u64, u64, u64) {
+    let v: serde_json::Value = serde_json::from_str(&d.get(d.introspection, "/v1/enis")).unwrap();
+    let card = &v["0"];
+    (
+        card["TotalIPs"].as_u64().unwrap(),
+        card["AssignedIPs"].as_u64().unwrap(),
+        card["ENIs"].as_object().unwrap().len() as u64,
+    )
+}
+
+fn wait_for(what: &str, d: &Daemon, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log tail: {}",
+            d.log().lines().rev().take(5).collect::<Vec<_>>().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_fifty_pods_over_the_socket() {
+    let dir = std::env::temp_dir().join(format!("vpc-cni-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let env = [
+        ("WARM_IP_TARGET", "5"),
+        ("MINIMUM_IP_TARGET", "10"),
+        ("IP_COOLDOWN_PERIOD", "0"),
+    ];
+    let d = Daemon::start(&dir, &env, &["--instance-type", "p3dn.24xlarge"]);
+    let mut c = connect(&d.socket()).await;
+
+    // The version handshake.
+    let mut bad = add_req(0);
+    bad.client_version = "0.0.0-other".into();
+    let e = c.add_network(bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert_eq!(
+        e.message(),
+        format!("wrong client version \"0.0.0-other\" (!= \"{VERSION}\")")
+    );
+
+    // 250 ADDs, each retried like kubelet until the pool has an address.
+    let mut ips = BTreeMap::new();
+    for i in 0..250 {
+        loop {
+            let r = c.add_network(add_req(i)).await.unwrap().into_inner();
+            if r.success {
+                ips.insert(i, r.ip_allocation_metadata[0].i_pv4_addr.clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(
+        ips.values().collect::<BTreeSet<_>>().len(),
+        250,
+        "no address is handed out twice"
+    );
+    // ADD is idempotent per key.
+    let again = c.add_network(add_req(7)).await.unwrap().into_inner();
+    assert_eq!(again.ip_allocation_metadata[0].i_pv4_addr, ips[&7]);
+    assert_eq!(again.vp_cv4_cid_rs, vec!["10.0.0.0/20".to_string()]);
+
+    // Pool growth settles where the policy's planner says it does.
+    let plan = plan_json(&[
+        "--instance-type",
+        "p3dn.24xlarge",
+        "--warm-ip-target",
+        "5",
+        "--minimum-ip-target",
+        "10",
+        "--pods",
+        "250,0",
+    ]);
+    let want_total = plan["rows"][0]["ips_attached"].as_u64().unwrap();
+    wait_for("pool growth", &d, || pool(&d).0 == want_total);
+    assert_eq!(pool(&d).1, 250);
+
+    // The checkpoint holds exactly the acknowledged assignments.
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ipam.json")).unwrap()).unwrap();
+    assert_eq!(ck["version"], "vpc-cni-ipam/1");
+    let saved: BTreeMap<String, String> = ck["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["containerID"].as_str().unwrap().to_string(),
+                a["ipv4"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(saved.len(), 250);
+    for (i, ip) in &ips {
+        assert_eq!(&saved[&format!("{i:064x}")], ip);
+    }
+    assert_eq!(
+        ck["allocations"][0]["metadata"]["k8sPodNamespace"],
+        "default"
+    );
+
+    // Metrics and introspection.
+    let m = d.get(d.metrics, "/metrics");
+    assert_eq!(metric(&m, "awscni_assigned_ip_addresses "), 250.0);
+    assert!(metric(&m, "awscni_add_ip_req_count ") >= 251.0);
+    let enis = d.get(d.introspection, "/v1/enis");
+    assert!(
+        !enis.contains(&format!("{:064x}", 7)),
+        "containerID is blanked in introspection"
+    );
+
+    // 250 DELs return the same addresses; a second DEL is "unknown pod".
+    for i in 0..250 {
+        let r = c.del_network(del_req(i)).await.unwrap().into_inner();
+        assert!(r.success);
+        assert_eq!(r.ip_allocation_metadata[0].i_pv4_addr, ips[&i]);
+    }
+    let e = c.del_network(del_req(0)).await.unwrap_err();
+    assert!(e.message().contains("datastore: unknown pod"), "{e:?}");
+    let want_after = plan["rows"][1]["ips_attached"].as_u64().unwrap();
+    wait_for("pool shrink", &d, || pool(&d).0 == want_after);
+    let m = d.get(d.metrics, "/metrics");
+    assert_eq!(
+        metric(&m, "awscni_del_ip_req_count{reason=\"PodDeleted\"} "),
+        251.0
+    );
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ipam.json")).unwrap()).unwrap();
+    assert_eq!(ck["allocations"].as_array().unwrap().len(), 0);
+
+    // promtool validates the exposition (Debian's prometheus package; CI installs it).
+    let metrics_file = dir.join("metrics.txt");
+    std::fs::write(&metrics_file, &m).unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&metrics_file).unwrap())
+        .output()
+        .expect("promtool must be installed (apt-get install prometheus)");
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    // Upstream's names (counters without `_total`, `*_count` counters) trip two naming lints;
+    // any other finding, or a parse error, fails.
+    for line in report.lines().filter(|l| !l.trim().is_empty()) {
+        let naming = line.contains("should have \"_total\" suffix")
+            || line.contains("should not have \"_count\" suffix");
+        assert!(naming, "promtool: {line}");
+    }
+    // The check can fail: a malformed exposition is rejected.
+    let garbage = dir.join("garbage.txt");
+    std::fs::write(&garbage, "awscni_x{a=\"1 1\n").unwrap();
+    let bad = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&garbage).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        !bad.status.success(),
+        "promtool accepted a malformed exposition"
+    );
+
+    // SIGTERM: stop, flush, exit 0, socket removed.
+    let pid = d.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut d = d;
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!dir.join("ipamd.sock").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
