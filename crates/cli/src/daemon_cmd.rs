@@ -39,6 +39,9 @@ pub struct Args {
     /// Seed of the simulated VPC (--cloud sim).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Keep the simulated VPC in this file so it survives daemon restarts (--cloud sim).
+    #[arg(long, value_name = "PATH")]
+    sim_state: Option<PathBuf>,
     /// Scale of the simulated EC2 latencies actually waited (1 = realistic, 0 = none).
     #[arg(long, default_value_t = 1.0)]
     sim_latency_scale: f64,
@@ -131,7 +134,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let cloud = SimCloud::launch(&instance, args.subnet, args.seed, args.sim_latency_scale)?;
+        let cloud = SimCloud::launch_with_state(
+            &instance,
+            args.subnet,
+            args.seed,
+            args.sim_latency_scale,
+            args.sim_state.as_deref(),
+        )?;
         let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
         vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
         Ok(())

@@ -229,3 +229,89 @@ async fn two_hundred_fifty_pods_over_the_socket() {
     assert!(!dir.join("ipamd.sock").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Kill -9 during a burst of AddNetwork calls, restart: every address acknowledged before the
+/// kill is still assigned to the same key, and no address is assigned twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_burst_loses_nothing() {
+    let dir = std::env::temp_dir().join(format!("vpc-cni-kill9-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("vpc.json");
+    let args = [
+        "--instance-type",
+        "p3dn.24xlarge",
+        "--sim-state",
+        state.to_str().unwrap(),
+    ];
+    let env = [("WARM_IP_TARGET", "10"), ("MINIMUM_IP_TARGET", "20")];
+    let mut d = Daemon::start(&dir, &env, &args);
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<u32, String>::new()));
+    let mut tasks = Vec::new();
+    for worker in 0..8u32 {
+        let socket = d.socket();
+        let acked = acked.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(&socket).await;
+            for k in 0..40u32 {
+                let i = worker * 1000 + k;
+                loop {
+                    match c.add_network(add_req(i)).await {
+                        Ok(r) if r.get_ref().success => {
+                            acked.lock().unwrap().insert(
+                                i,
+                                r.into_inner().ip_allocation_metadata[0].i_pv4_addr.clone(),
+                            );
+                            break;
+                        }
+                        Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                        Err(_) => return, // the daemon is gone
+                    }
+                }
+            }
+        }));
+    }
+    // Kill once a good part of the burst is acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < 100 {
+        assert!(
+            Instant::now() < deadline,
+            "burst too slow; log: {}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 100);
+    drop(d);
+
+    let d = Daemon::start(&dir, &env, &args);
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ipam.json")).unwrap()).unwrap();
+    let allocations = ck["allocations"].as_array().unwrap();
+    let ips: Vec<&str> = allocations
+        .iter()
+        .map(|a| a["ipv4"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ips.iter().collect::<BTreeSet<_>>().len(),
+        ips.len(),
+        "an address is assigned twice"
+    );
+    let mut c = connect(&d.socket()).await;
+    for (i, ip) in &acked {
+        let r = c.add_network(add_req(*i)).await.unwrap().into_inner();
+        assert!(r.success);
+        assert_eq!(
+            &r.ip_allocation_metadata[0].i_pv4_addr, ip,
+            "pod {i} lost its address over the restart"
+        );
+    }
+    assert!(d.log().contains("checkpoint restored"));
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

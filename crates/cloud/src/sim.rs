@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::Ipv4Net;
 use vpc_cni_ipam::Time;
@@ -13,6 +14,13 @@ use vpc_cni_sim::{Ec2Error, ImdsInterface, Subnet, Throttle, Vpc};
 
 use crate::{Cloud, CloudError, InstanceMeta, Interface};
 
+fn local(code: &str, message: String) -> CloudError {
+    CloudError {
+        code: code.into(),
+        message,
+    }
+}
+
 fn err(e: Ec2Error) -> CloudError {
     CloudError {
         code: e.code.as_str().to_string(),
@@ -20,13 +28,22 @@ fn err(e: Ec2Error) -> CloudError {
     }
 }
 
-/// One simulated instance in its own simulated VPC.
+/// One simulated instance in its own simulated VPC, optionally persisted to a state file so
+/// the VPC outlives daemon restarts (as a real VPC does).
 #[derive(Clone)]
 pub struct SimCloud {
     vpc: Arc<Mutex<Vpc>>,
     instance_id: String,
     instance_type: String,
-    start: Instant,
+    state_file: Option<PathBuf>,
+}
+
+/// What the state file holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedState {
+    vpc: Vpc,
+    instance_id: String,
+    instance_type: String,
 }
 
 impl SimCloud {
@@ -38,6 +55,31 @@ impl SimCloud {
         seed: u64,
         latency_scale: f64,
     ) -> Result<Self, CloudError> {
+        Self::launch_with_state(instance, cidr, seed, latency_scale, None)
+    }
+
+    /// Like [`SimCloud::launch`], but keep the VPC in `state_file`: load it when the file exists
+    /// (the same instance, ENIs and addresses as before a restart), save it after every change.
+    pub fn launch_with_state(
+        instance: &InstanceType,
+        cidr: Ipv4Net,
+        seed: u64,
+        latency_scale: f64,
+        state_file: Option<&Path>,
+    ) -> Result<Self, CloudError> {
+        if let Some(path) = state_file
+            && path.exists()
+        {
+            let bad = |e: String| local("StateFile", format!("{}: {e}", path.display()));
+            let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+            let saved: SavedState = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            return Ok(SimCloud {
+                vpc: Arc::new(Mutex::new(saved.vpc)),
+                instance_id: saved.instance_id,
+                instance_type: saved.instance_type,
+                state_file: Some(path.to_path_buf()),
+            });
+        }
         let mut vpc = Vpc::new(seed, Throttle::new(true, 1.0, Time::ZERO));
         // The VPC's own time-based views (IMDS lag, attaching/detaching) run on the same scale.
         let l = vpc.latency;
@@ -52,12 +94,14 @@ impl SimCloud {
         let id = vpc
             .run_instance(&instance.name, &instance.limits, "subnet-0sim", Time::ZERO)
             .map_err(err)?;
-        Ok(SimCloud {
+        let c = SimCloud {
             vpc: Arc::new(Mutex::new(vpc)),
             instance_id: id,
             instance_type: instance.name.clone(),
-            start: Instant::now(),
-        })
+            state_file: state_file.map(Path::to_path_buf),
+        };
+        c.save();
+        Ok(c)
     }
 
     /// The simulated VPC (for inspection by tests and tools).
@@ -70,8 +114,31 @@ impl SimCloud {
         &self.instance_id
     }
 
+    /// Unix milliseconds: a clock that continues across restarts.
     fn now(&self) -> Time {
-        Time(self.start.elapsed().as_millis() as u64)
+        Time(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        )
+    }
+
+    /// Persist the VPC (atomically) when a state file is configured.
+    fn save(&self) {
+        let Some(path) = &self.state_file else { return };
+        let vpc = self.lock().clone();
+        let saved = SavedState {
+            vpc,
+            instance_id: self.instance_id.clone(),
+            instance_type: self.instance_type.clone(),
+        };
+        let tmp = path.with_extension("tmp");
+        if let Ok(body) = serde_json::to_vec(&saved)
+            && std::fs::write(&tmp, body).is_ok()
+        {
+            let _ = std::fs::rename(&tmp, path);
+        }
     }
 
     async fn sleep_ms(&self, ms: u64) {
@@ -140,16 +207,22 @@ impl Cloud for SimCloud {
         let ms = self.lock().latency.assign_ms;
         self.sleep_ms(ms).await;
         let now = self.now();
-        self.lock()
+        let r = self
+            .lock()
             .assign_private_ip_addresses(eni, ips, prefixes, now)
-            .map_err(err)
+            .map_err(err);
+        self.save();
+        r
     }
 
     async fn unassign(&self, eni: &str, cidrs: &[Ipv4Net]) -> Result<(), CloudError> {
         let now = self.now();
-        self.lock()
+        let r = self
+            .lock()
             .unassign_private_ip_addresses(eni, cidrs, now)
-            .map_err(err)
+            .map_err(err);
+        self.save();
+        r
     }
 
     async fn allocate_eni(&self, ips: u32, prefixes: u32) -> Result<Interface, CloudError> {
@@ -178,6 +251,7 @@ impl Cloud for SimCloud {
             vpc.set_delete_on_termination(&id, true, now).map_err(err)?;
             (id, vpc.latency.eni_attach_ms + vpc.latency.imds_lag_ms)
         };
+        self.save();
         self.sleep_ms(wait).await;
         // Upstream polls IMDS until the ENI shows; with latency scaled down, read EC2's view.
         let vpc = self.lock();
@@ -205,7 +279,9 @@ impl Cloud for SimCloud {
         // Upstream waits 2 s between detach and delete; the ENI must have left `detaching`.
         self.sleep_ms(detach_ms).await;
         let now = self.now().max(Time(now.as_millis() + detach_ms));
-        self.lock().delete_network_interface(eni, now).map_err(err)
+        let r = self.lock().delete_network_interface(eni, now).map_err(err);
+        self.save();
+        r
     }
 }
 

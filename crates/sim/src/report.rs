@@ -118,11 +118,11 @@ pub struct Report {
     /// Subnets.
     pub subnets: Vec<SubnetReport>,
     /// EC2 calls by action.
-    pub ec2_calls: BTreeMap<&'static str, u64>,
+    pub ec2_calls: BTreeMap<String, u64>,
     /// Throttled calls (`RequestLimitExceeded`).
     pub throttled: u64,
     /// EC2 errors by code.
-    pub errors: BTreeMap<&'static str, u64>,
+    pub errors: BTreeMap<String, u64>,
     /// Failed address assignments (pods retried).
     pub no_address_attempts: u64,
     /// Nodes that could not be launched.

@@ -1,7 +1,7 @@
 //! A small deterministic PRNG (SplitMix64): the simulation is reproducible for a given seed.
 
 /// SplitMix64 generator.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Rng(u64);
 
 impl Rng {

@@ -25,7 +25,7 @@ pub enum ReservationType {
 }
 
 /// One subnet.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Subnet {
     /// Subnet ID.
     pub id: String,

@@ -9,7 +9,9 @@ use vpc_cni_ipam::Time;
 use crate::error::{Ec2Error, Ec2ErrorCode};
 
 /// The EC2 actions the daemon uses, as throttling classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 pub enum Ec2Action {
     /// `AssignPrivateIpAddresses` (IPs and prefixes).
     AssignPrivateIpAddresses,
@@ -77,7 +79,7 @@ impl Ec2Action {
 }
 
 /// One token bucket; tokens are kept in thousandths for exact integer refill.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 struct Bucket {
     size_milli: u64,
     refill_per_s: u64,
@@ -101,7 +103,7 @@ impl Bucket {
 
 /// The account's buckets. `scale` multiplies sizes and rates (1.0 = AWS defaults; a raised
 /// limit is e.g. 3.0); `enabled = false` turns throttling off.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Throttle {
     buckets: BTreeMap<Ec2Action, Bucket>,
     enabled: bool,

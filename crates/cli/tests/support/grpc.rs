@@ -71,6 +71,8 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // A killed daemon leaves its socket file behind: wait for a live one.
+        let _ = std::fs::remove_file(dir.join("ipamd.sock"));
         let child = cmd.spawn().expect("start the daemon");
         let d = Daemon {
             child,
@@ -79,10 +81,10 @@ impl Daemon {
             introspection,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !d.dir.join("ipamd.sock").exists() {
+        while std::os::unix::net::UnixStream::connect(d.dir.join("ipamd.sock")).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "daemon socket did not appear; log: {}",
+                "daemon socket did not answer; log: {}",
                 d.log()
             );
             std::thread::sleep(Duration::from_millis(20));

@@ -58,7 +58,7 @@ pub struct Faults {
 }
 
 /// An ENI's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EniStatus {
     /// Not attached.
@@ -72,7 +72,7 @@ pub enum EniStatus {
 }
 
 /// An ENI's attachment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     /// Attachment ID.
     pub id: String,
@@ -89,7 +89,7 @@ pub struct Attachment {
 }
 
 /// An ENI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimEni {
     /// ENI ID.
     pub id: String,
@@ -125,7 +125,7 @@ impl SimEni {
 }
 
 /// An instance.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Instance {
     /// Instance ID.
     pub id: String,
@@ -140,16 +140,16 @@ pub struct Instance {
 }
 
 /// Call and error counters.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CallStats {
     /// Calls by action.
-    pub calls: BTreeMap<&'static str, u64>,
+    pub calls: BTreeMap<String, u64>,
     /// Errors by code.
-    pub errors: BTreeMap<&'static str, u64>,
+    pub errors: BTreeMap<String, u64>,
 }
 
 /// The simulated VPC.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Vpc {
     /// Subnets by ID.
     pub subnets: BTreeMap<String, Subnet>,
@@ -218,7 +218,11 @@ impl Vpc {
     /// Throttling, fault injection and counting for one call of `action`.
     pub fn call(&mut self, action: Ec2Action, now: Time) -> Result<(), Ec2Error> {
         self.settle(now);
-        *self.stats.calls.entry(action.name()).or_default() += 1;
+        *self
+            .stats
+            .calls
+            .entry(action.name().to_string())
+            .or_default() += 1;
         let r = self.throttle.check(action, now).and_then(|()| {
             if self.rng.chance(self.faults.error_rate) {
                 Err(Ec2Error::new(
@@ -236,7 +240,11 @@ impl Vpc {
     }
 
     fn count_error(&mut self, e: &Ec2Error) {
-        *self.stats.errors.entry(e.code.as_str()).or_default() += 1;
+        *self
+            .stats
+            .errors
+            .entry(e.code.as_str().to_string())
+            .or_default() += 1;
     }
 
     /// Complete the ENI state transitions due by `now`.
