@@ -315,3 +315,62 @@ async fn kill_9_during_a_burst_loses_nothing() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An independent gRPC implementation (Python grpcio, stubs generated from proto/rpc.proto)
+/// talks to the daemon: AddNetwork, the version handshake, DelNetwork, health, config server.
+#[test]
+fn python_grpcio_client_is_wire_compatible() {
+    let python = std::env::var("VPC_CNI_PYTHON")
+        .expect("VPC_CNI_PYTHON must name a Python with grpcio, grpcio-tools and grpcio-health-checking (scripts/check sets it up)");
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::env::temp_dir().join(format!("vpc-cni-py-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stubs = dir.join("stubs");
+    std::fs::create_dir_all(&stubs).unwrap();
+    let protoc = std::process::Command::new(&python)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(root.join("proto"))
+        .arg(format!("--python_out={}", stubs.display()))
+        .arg(format!("--grpc_python_out={}", stubs.display()))
+        .arg(root.join("proto/rpc.proto"))
+        .output()
+        .unwrap();
+    assert!(
+        protoc.status.success(),
+        "protoc: {}",
+        String::from_utf8_lossy(&protoc.stderr)
+    );
+    let d = Daemon::start(&dir.join("node"), &[], &["--instance-type", "m5.large"]);
+    let out = std::process::Command::new(&python)
+        .arg(root.join("tests/python/wire_check.py"))
+        .arg(&stubs)
+        .arg(d.socket())
+        .arg(VERSION)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "wire_check.py failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        seen["add_ip"].as_str().unwrap().starts_with("10.0."),
+        "{seen}"
+    );
+    assert_eq!(seen["vpc_cidrs"], serde_json::json!(["10.0.0.0/20"]));
+    assert_eq!(seen["route_table"], 254);
+    assert!(
+        seen["bad_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("wrong client version \"bogus\"")
+    );
+    assert_eq!(seen["second_del"], "datastore: unknown pod");
+    assert_eq!(seen["health"], "SERVING");
+    assert_eq!(seen["health_aws_node"], "SERVING");
+    assert!(seen["node_ip"].as_str().unwrap().starts_with("10.0."));
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
