@@ -2,6 +2,7 @@
 
 mod common;
 mod daemon_cmd;
+mod inspect_cmd;
 mod maxpods_cmd;
 mod plan_cmd;
 mod simulate_cmd;
@@ -34,6 +35,8 @@ enum Command {
     Simulate(simulate_cmd::Args),
     /// Run ipamd, the node IPAM daemon (embedded simulated VPC by default).
     Daemon(daemon_cmd::Args),
+    /// Show a running daemon's ENIs, addresses, assignments and pool state.
+    Inspect(inspect_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(args),
         Command::Daemon(args) => daemon_cmd::run(args),
+        Command::Inspect(args) => inspect_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

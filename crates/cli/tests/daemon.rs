@@ -374,3 +374,59 @@ fn python_grpcio_client_is_wire_compatible() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `vpc-cni inspect` reads the introspection endpoint; bad daemon settings stop it with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_and_config_errors() {
+    let dir = std::env::temp_dir().join(format!("vpc-cni-inspect-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = Daemon::start(
+        &dir,
+        &[("WARM_IP_TARGET", "3")],
+        &["--instance-type", "m5.large"],
+    );
+    let mut c = connect(&d.socket()).await;
+    loop {
+        if c.add_network(add_req(1))
+            .await
+            .unwrap()
+            .into_inner()
+            .success
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let addr = format!("127.0.0.1:{}", d.introspection);
+    let r = support::run_builtin(&["inspect", "--addr", &addr, "--addresses"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Network card 0:"), "{}", r.stdout);
+    assert!(r.stdout.contains("default/pod-1"), "{}", r.stdout);
+    let j = support::run_builtin(&["inspect", "--addr", &addr, "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(v["0"]["AssignedIPs"], 1);
+    let env: serde_json::Value =
+        serde_json::from_str(&d.get(d.introspection, "/v1/ipamd-env-settings")).unwrap();
+    assert_eq!(env["WARM_IP_TARGET"], "3");
+    drop(d);
+    let r = support::run_builtin(&["inspect", "--addr", &addr]);
+    assert!(
+        r.code == 1 && r.stderr.contains("cannot reach the daemon"),
+        "{}",
+        r.stderr
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+        .args(["daemon", "--socket"])
+        .arg(dir.join("x.sock"))
+        .env("WARM_IP_TARGET", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid WARM_IP_TARGET=\"lots\": expected an integer ≥ 0"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
