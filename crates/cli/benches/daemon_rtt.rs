@@ -3,6 +3,7 @@
 //! Run with `cargo bench -p vpc-cni --bench daemon_rtt`.
 
 #[path = "../tests/support/grpc.rs"]
+#[allow(dead_code)]
 mod grpc;
 
 use std::time::{Duration, Instant};
