@@ -42,6 +42,8 @@ pub struct DaemonConfig {
     pub max_pods: Option<u32>,
     /// Pool-loop period (upstream 5 s).
     pub cycle: std::time::Duration,
+    /// Reconciliation period (upstream 60 s).
+    pub reconcile: std::time::Duration,
     /// Raw upstream env values shown by introspection.
     pub env_snapshot: Vec<(String, String)>,
 }
@@ -137,6 +139,7 @@ impl DaemonConfig {
             version: env!("CARGO_PKG_VERSION").to_string(),
             max_pods: None,
             cycle: std::time::Duration::from_secs(5),
+            reconcile: std::time::Duration::from_secs(60),
             env_snapshot,
         })
     }

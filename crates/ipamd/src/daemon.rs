@@ -109,6 +109,7 @@ pub async fn init<C: Cloud>(
         meta,
         cloud,
         terminating: AtomicBool::new(false),
+        released: Mutex::new(Vec::new()),
     });
     let interfaces = shared.cloud.interfaces().await?;
     pool::load_interfaces(&shared, &interfaces);

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod http;
 pub mod metrics;
 pub mod pool;
+pub mod reconcile;
 pub mod rpc;
 pub mod state;
 

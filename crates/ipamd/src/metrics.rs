@@ -62,6 +62,11 @@ const FAMILIES: &[(&str, &str, Kind)] = &[
         Kind::Counter,
     ),
     (
+        "awscni_reconcile_count",
+        "The number of times ipamd reconciled on ENIs and IP/prefix addresses",
+        Kind::Counter,
+    ),
+    (
         "awscni_force_removed_enis",
         "The number of ENIs force removed while they had assigned pods",
         Kind::Counter,

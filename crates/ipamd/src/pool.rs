@@ -12,13 +12,25 @@ use vpc_cni_ipam::{Action, CidrKind, EniSpec, NodeState};
 
 use crate::state::{Shared, now};
 
-/// Run forever (until the task is dropped).
+/// Run forever (until the task is dropped): a pool cycle every period, and a reconciliation
+/// with IMDS every `cfg.reconcile` (upstream: after 60 s without pool actions).
 pub async fn run<C: Cloud>(shared: Arc<Shared<C>>) {
     let mut tick = tokio::time::interval(shared.cfg.cycle);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_reconcile = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         cycle(&shared).await;
+        if last_reconcile.elapsed() >= shared.cfg.reconcile {
+            last_reconcile = tokio::time::Instant::now();
+            match shared.cloud.interfaces().await {
+                Ok(list) if !list.is_empty() => {
+                    crate::reconcile::reconcile(&shared, &list);
+                }
+                Ok(_) => tracing::warn!("IMDS lists no interfaces; reconcile skipped"),
+                Err(e) => tracing::warn!(error = %e, "IMDS read failed; reconcile skipped"),
+            }
+        }
     }
 }
 
@@ -150,6 +162,7 @@ fn execute<C: Cloud>(
                     "awscni_ec2api_req_count",
                     &[("fn", "UnassignPrivateIpAddresses")],
                 );
+                crate::reconcile::note_released(s, &cidrs, now());
                 if let Err(e) = s.cloud.unassign(&eni, &cidrs).await {
                     record_error(s, "UnassignPrivateIpAddresses", "decreaseIPPool", &e);
                 }

@@ -46,6 +46,8 @@ pub struct Shared<C: Cloud> {
     pub cloud: C,
     /// Set on SIGTERM: no growth, no new pods.
     pub terminating: AtomicBool,
+    /// CIDRs the pool released recently (kept out of reconciliation for 60 s).
+    pub released: Mutex<Vec<(ipnet::Ipv4Net, Time)>>,
 }
 
 impl<C: Cloud> Shared<C> {

@@ -1,0 +1,137 @@
+//! Reconciliation with IMDS (spec c.8): attached addresses missing from the datastore are added
+//! (except those the pool itself released within the last 60 s), datastore CIDRs and ENIs that
+//! are no longer attached are force-removed, unknown attached ENIs are adopted.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use vpc_cni_cloud::{Cloud, Interface};
+use vpc_cni_ipam::{EniSpec, Time};
+
+use crate::state::{Shared, now};
+
+/// How long a CIDR the pool released is kept out of reconciliation.
+pub const RECONCILE_COOLDOWN: Duration = Duration::from_secs(60);
+
+/// What one reconciliation changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// CIDRs added.
+    pub added: usize,
+    /// CIDRs force-removed.
+    pub removed: usize,
+    /// ENIs adopted.
+    pub enis_added: usize,
+    /// ENIs force-removed.
+    pub enis_removed: usize,
+    /// Assignments dropped with them.
+    pub assignments_dropped: usize,
+}
+
+/// Remember CIDRs the pool released, so reconciliation does not re-add them while EC2 catches up.
+pub fn note_released<C: Cloud>(s: &Shared<C>, cidrs: &[Ipv4Net], at: Time) {
+    let mut r = s.released.lock().unwrap_or_else(|p| p.into_inner());
+    r.retain(|(_, t)| at.since(*t) <= RECONCILE_COOLDOWN);
+    r.extend(cidrs.iter().map(|c| (*c, at)));
+}
+
+/// Compare the datastore with the attached interfaces and fix it.
+pub fn reconcile<C: Cloud>(s: &Shared<C>, attached: &[Interface]) -> Changes {
+    let t = now();
+    let cooling: BTreeSet<Ipv4Net> = s
+        .released
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(_, at)| t.since(*at) <= RECONCILE_COOLDOWN)
+        .map(|(c, _)| *c)
+        .collect();
+    let mut ch = Changes::default();
+    let mut node = s.lock();
+    let ids: BTreeSet<&str> = attached.iter().map(|i| i.id.as_str()).collect();
+    let gone: Vec<String> = node
+        .ds
+        .enis()
+        .iter()
+        .filter(|e| !ids.contains(e.id.as_str()))
+        .map(|e| e.id.clone())
+        .collect();
+    for id in gone {
+        if let Ok((_, dropped)) = node.ds.remove_eni(&id, true) {
+            ch.enis_removed += 1;
+            ch.assignments_dropped += dropped.len();
+            s.metrics
+                .inc("awscni_reconcile_count", &[("fn", "eniReconcileDel")]);
+            if !dropped.is_empty() {
+                s.metrics.inc("awscni_force_removed_enis", &[]);
+            }
+        }
+    }
+    for i in attached {
+        let want: BTreeSet<Ipv4Net> = i
+            .secondary_ips
+            .iter()
+            .map(|ip| Ipv4Net::new(*ip, 32).expect("/32"))
+            .chain(i.prefixes.iter().copied())
+            .collect();
+        if node.ds.eni(&i.id).is_none() {
+            let spec = EniSpec {
+                id: i.id.clone(),
+                device_number: i.device_number,
+                is_primary: i.device_number == 0,
+                subnet_id: i.subnet_id.clone(),
+                route_table_id: if i.device_number == 0 {
+                    254
+                } else {
+                    i.device_number + 1
+                },
+                primary_ip: Some(i.primary_ip),
+                ..EniSpec::default()
+            };
+            let _ = node.ds.add_eni(spec, t);
+            ch.enis_added += 1;
+            s.metrics
+                .inc("awscni_reconcile_count", &[("fn", "eniReconcileAdd")]);
+        }
+        let have: BTreeSet<Ipv4Net> = node
+            .ds
+            .eni(&i.id)
+            .map(|e| e.cidrs.keys().copied().collect())
+            .unwrap_or_default();
+        for stale in have.difference(&want) {
+            if let Ok(dropped) = node.ds.del_cidr(&i.id, *stale, true) {
+                ch.removed += 1;
+                ch.assignments_dropped += dropped.len();
+                for _ in &dropped {
+                    s.metrics.inc("awscni_force_removed_ips", &[]);
+                }
+                s.metrics
+                    .inc("awscni_reconcile_count", &[("fn", "eniIPPoolReconcileDel")]);
+            }
+        }
+        for new in want.difference(&have).filter(|c| !cooling.contains(c)) {
+            if node
+                .ds
+                .add_cidr(&i.id, *new, new.prefix_len() != 32)
+                .is_ok()
+            {
+                ch.added += 1;
+                s.metrics.inc(
+                    "awscni_reconcile_count",
+                    &[("fn", "eniDataStorePoolReconcileAdd")],
+                );
+            }
+        }
+    }
+    if ch.assignments_dropped > 0
+        && let Err(e) = s.checkpoint.write(&node.ds)
+    {
+        tracing::error!(error = %e, "checkpoint write after reconcile failed");
+    }
+    if ch != Changes::default() {
+        tracing::info!(?ch, "reconciled with IMDS");
+    }
+    s.update_gauges(&node);
+    ch
+}

@@ -1,0 +1,81 @@
+//! Reconciliation against the simulated cloud: addresses added or removed behind the daemon's
+//! back are picked up; released ones stay out during their cooldown.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use vpc_cni_cloud::{Cloud, SimCloud};
+use vpc_cni_ipam::{IpamKey, PodMetadata, Time};
+use vpc_cni_ipamd::reconcile::{note_released, reconcile};
+use vpc_cni_ipamd::{DaemonConfig, init, pool};
+use vpc_cni_limits::LimitsTable;
+
+#[tokio::test]
+async fn picks_up_changes_made_outside_the_daemon() {
+    let dir = std::env::temp_dir().join(format!("ipamd-reconcile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = DaemonConfig::from_lookup(|k| match k {
+        "WARM_IP_TARGET" => Some("2".into()),
+        "DISABLE_METRICS" | "DISABLE_INTROSPECTION" => Some("true".into()),
+        _ => None,
+    })
+    .unwrap();
+    cfg.checkpoint = dir.join("ipam.json");
+    let table = LimitsTable::builtin();
+    let cloud = SimCloud::launch(
+        table.get("m5.large").unwrap(),
+        "10.0.0.0/20".parse().unwrap(),
+        9,
+        0.0,
+    )
+    .unwrap();
+    let vpc = cloud.vpc();
+    let shared = init(cfg, cloud, &table).await.unwrap();
+    pool::cycle(&shared).await;
+    let primary = shared.lock().ds.enis()[0].id.clone();
+    assert_eq!(shared.lock().ds.stats(Time::ZERO).total_ips, 2);
+
+    // Someone adds three addresses to the ENI: reconcile adopts them.
+    let (extra, _) = vpc
+        .lock()
+        .unwrap()
+        .assign_private_ip_addresses(&primary, 3, 0, Time::ZERO)
+        .unwrap();
+    let ch = reconcile(&shared, &shared.cloud.interfaces().await.unwrap());
+    assert_eq!((ch.added, ch.removed), (3, 0));
+
+    // A pod holds one; the address is taken away in EC2: force-removed, assignment dropped,
+    // checkpoint rewritten.
+    let key = IpamKey::new("aws-cni", "c1", "eth0");
+    let ip = shared
+        .lock()
+        .ds
+        .assign(&key, PodMetadata::default(), Time::ZERO)
+        .unwrap()
+        .ip;
+    shared.checkpoint.write(&shared.lock().ds).unwrap();
+    let net = Ipv4Net::new(ip, 32).unwrap();
+    vpc.lock()
+        .unwrap()
+        .unassign_private_ip_addresses(&primary, &[net], Time::ZERO)
+        .unwrap();
+    let ch = reconcile(&shared, &shared.cloud.interfaces().await.unwrap());
+    assert_eq!((ch.removed, ch.assignments_dropped), (1, 1));
+    assert!(
+        std::fs::read_to_string(dir.join("ipam.json"))
+            .unwrap()
+            .contains("\"allocations\":[]")
+    );
+
+    // An address the pool released a moment ago but EC2 still shows is not re-added.
+    let still_attached: Ipv4Addr = extra[0];
+    let net = Ipv4Net::new(still_attached, 32).unwrap();
+    shared.lock().ds.del_cidr(&primary, net, false).unwrap();
+    note_released(&shared, &[net], vpc_cni_ipamd::state::now());
+    let ch = reconcile(&shared, &shared.cloud.interfaces().await.unwrap());
+    assert_eq!(
+        ch.added, 0,
+        "released address stays out during the reconcile cooldown"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
