@@ -430,3 +430,39 @@ async fn inspect_and_config_errors() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A corrupt checkpoint stops the daemon with the file named; nothing is overwritten.
+#[test]
+fn corrupt_checkpoint_stops_the_daemon() {
+    let dir = std::env::temp_dir().join(format!("vpc-cni-corrupt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("ipam.json"),
+        "{\"version\":\"vpc-cni-ipam/1\",\"allocations\":[{\"ipv4\":",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+        .args(["daemon", "--sim-latency-scale", "0", "--socket"])
+        .arg(dir.join("ipamd.sock"))
+        .arg("--checkpoint")
+        .arg(dir.join("ipam.json"))
+        .env("AWS_VPC_K8S_CNI_LOG_FILE", "stderr")
+        .env("DISABLE_METRICS", "true")
+        .env("DISABLE_INTROSPECTION", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ipam.json is corrupt") && err.contains("refusing to start"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("ipam.json"))
+            .unwrap()
+            .ends_with("\"ipv4\":"),
+        "the file is left as it was"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -166,3 +166,74 @@ pub fn restore(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use vpc_cni_ipam::{Datastore, EniSpec, IpamKey, Time};
+
+    use super::*;
+
+    /// The checkpoint shape written by upstream ipamd (spec a.5), nanosecond timestamps included.
+    const UPSTREAM: &str = r#"{"version":"vpc-cni-ipam/1","allocations":[{"networkName":"aws-cni","containerID":"5a1f9118a712","ifName":"eth0","ipv4":"192.168.9.106","allocationTimestamp":1724000000000000000,"metadata":{"k8sPodNamespace":"kube-system","k8sPodName":"coredns-57ff979f67-qqbdh","interfacesCount":1}},{"networkName":"aws-cni","containerID":"gone","ifName":"eth0","ipv4":"10.9.9.9","allocationTimestamp":1724000000000000000}]}"#;
+
+    #[test]
+    fn reads_an_upstream_checkpoint_and_writes_it_back_in_the_same_shape() {
+        let dir = std::env::temp_dir().join(format!("ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = CheckpointFile::new(dir.join("ipam.json"));
+        std::fs::write(file.path(), UPSTREAM).unwrap();
+        let data = file.read().unwrap();
+        let mut ds = Datastore::new(false, Duration::from_secs(30));
+        ds.add_eni(
+            EniSpec {
+                id: "eni-1".into(),
+                is_primary: true,
+                ..Default::default()
+            },
+            Time::ZERO,
+        )
+        .unwrap();
+        ds.add_cidr("eni-1", "192.168.9.106/32".parse().unwrap(), false)
+            .unwrap();
+        let r = restore(&mut ds, &data, file.path()).unwrap();
+        assert_eq!(r.restored, 1);
+        assert_eq!(r.dropped, vec!["gone/eth0 10.9.9.9".to_string()]);
+        let key = IpamKey::new("aws-cni", "5a1f9118a712", "eth0");
+        assert_eq!(ds.lookup(&key), Some("192.168.9.106".parse().unwrap()));
+        file.write(&ds).unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert!(text.ends_with("}\n"));
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let e = &back["allocations"][0];
+        assert_eq!(e["allocationTimestamp"], 1_724_000_000_000_000_000i64);
+        assert_eq!(e["metadata"]["k8sPodName"], "coredns-57ff979f67-qqbdh");
+        assert!(e.get("ipv6").is_none(), "empty fields are omitted");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn corrupt_or_foreign_checkpoints_are_errors_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("ckpt-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = CheckpointFile::new(dir.join("ipam.json"));
+        for body in [
+            "{not json",
+            r#"{"version":"vpc-cni-ipam/2","allocations":[]}"#,
+        ] {
+            std::fs::write(file.path(), body).unwrap();
+            let err = file.read().unwrap_err().to_string();
+            assert!(
+                err.contains("ipam.json") && err.contains("refusing to start"),
+                "{err}"
+            );
+        }
+        std::fs::remove_file(file.path()).unwrap();
+        assert!(
+            file.read().unwrap().allocations.is_empty(),
+            "a missing file is a fresh node"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
