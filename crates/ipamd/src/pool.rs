@@ -87,24 +87,26 @@ fn add_addresses<C: Cloud>(s: &Shared<C>, eni: &str, ips: &[Ipv4Addr], prefixes:
     }
 }
 
-fn add_interface<C: Cloud>(s: &Shared<C>, i: &Interface) {
-    {
-        let mut node = s.lock();
-        let spec = EniSpec {
-            id: i.id.clone(),
-            device_number: i.device_number,
-            is_primary: i.device_number == 0,
-            subnet_id: i.subnet_id.clone(),
-            route_table_id: if i.device_number == 0 {
-                254
-            } else {
-                i.device_number + 1
-            },
-            primary_ip: Some(i.primary_ip),
-            ..EniSpec::default()
-        };
-        let _ = node.ds.add_eni(spec, now());
+/// The datastore record of an attached interface (device 0 is the primary, in the main table;
+/// device N uses route table N + 1).
+pub(crate) fn eni_spec(i: &Interface) -> EniSpec {
+    EniSpec {
+        id: i.id.clone(),
+        device_number: i.device_number,
+        is_primary: i.device_number == 0,
+        subnet_id: i.subnet_id.clone(),
+        route_table_id: if i.device_number == 0 {
+            254
+        } else {
+            i.device_number + 1
+        },
+        primary_ip: Some(i.primary_ip),
+        ..EniSpec::default()
     }
+}
+
+fn add_interface<C: Cloud>(s: &Shared<C>, i: &Interface) {
+    let _ = s.lock().ds.add_eni(eni_spec(i), now());
     add_addresses(s, &i.id, &i.secondary_ips, &i.prefixes);
 }
 

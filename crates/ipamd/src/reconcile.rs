@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use vpc_cni_cloud::{Cloud, Interface};
-use vpc_cni_ipam::{EniSpec, Time};
+use vpc_cni_ipam::Time;
 
 use crate::state::{Shared, now};
 
@@ -76,19 +76,7 @@ pub fn reconcile<C: Cloud>(s: &Shared<C>, attached: &[Interface]) -> Changes {
             .chain(i.prefixes.iter().copied())
             .collect();
         if node.ds.eni(&i.id).is_none() {
-            let spec = EniSpec {
-                id: i.id.clone(),
-                device_number: i.device_number,
-                is_primary: i.device_number == 0,
-                subnet_id: i.subnet_id.clone(),
-                route_table_id: if i.device_number == 0 {
-                    254
-                } else {
-                    i.device_number + 1
-                },
-                primary_ip: Some(i.primary_ip),
-                ..EniSpec::default()
-            };
+            let spec = crate::pool::eni_spec(i);
             let _ = node.ds.add_eni(spec, t);
             ch.enis_added += 1;
             s.metrics
