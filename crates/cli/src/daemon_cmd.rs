@@ -60,6 +60,14 @@ pub struct Args {
     /// Node pod capacity (default: from the instance table).
     #[arg(long)]
     max_pods: Option<u32>,
+    /// Configure the node's networking as upstream ipamd does: each ENI's link, route table and
+    /// rules, the fwmark and external-service rules, and the SNAT/connmark iptables rules. With
+    /// --cloud sim it first creates links (dummy, or an empty bridge where the kernel has no
+    /// dummy driver) with the simulated ENIs' MACs, puts the node IP on eth0 and enables
+    /// forwarding: run it inside a network namespace (`ip netns exec node vpc-cni daemon
+    /// --host-network`), never on your own machine's namespace.
+    #[arg(long)]
+    host_network: bool,
     /// Pool-loop period in milliseconds (upstream: 5000).
     #[arg(long, default_value_t = 5000, hide = true)]
     cycle_ms: u64,
@@ -120,6 +128,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.introspection = Some(a);
     }
     cfg.max_pods = args.max_pods;
+    cfg.host_network = args.host_network;
+    cfg.sim_links = args.cloud == CloudKind::Sim;
     cfg.cycle = std::time::Duration::from_millis(args.cycle_ms.max(1));
     if args.cloud == CloudKind::Aws {
         anyhow::bail!(

@@ -21,6 +21,8 @@ pub enum Code {
     InvalidNetworkConfig = 7,
     /// 11: try again later.
     TryAgainLater = 11,
+    /// 50: the plugin is not available (STATUS, CNI 1.1).
+    PluginNotAvailable = 50,
     /// 999: anything else.
     Internal = 999,
 }

@@ -46,6 +46,104 @@ pub struct DaemonConfig {
     pub reconcile: std::time::Duration,
     /// Raw upstream env values shown by introspection.
     pub env_snapshot: Vec<(String, String)>,
+    /// Host networking settings (spec e.5/e.6).
+    pub host: HostSettings,
+    /// Configure the node's links, rules and iptables (off: IPAM only).
+    pub host_network: bool,
+    /// The cloud is simulated: create links standing in for its ENIs first.
+    pub sim_links: bool,
+}
+
+/// Host networking settings from the upstream variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSettings {
+    /// `AWS_VPC_ENI_MTU` (default 9001).
+    pub eni_mtu: u32,
+    /// `AWS_VPC_CNI_NODE_PORT_SUPPORT` (default true).
+    pub node_port_support: bool,
+    /// `AWS_VPC_K8S_CNI_CONNMARK` (default 0x80).
+    pub connmark: u32,
+    /// `AWS_VPC_K8S_CNI_RANDOMIZESNAT` (default prng).
+    pub randomize: vpc_cni_dataplane::snat::Randomize,
+    /// `AWS_VPC_K8S_CNI_VETHPREFIX` (default eni).
+    pub veth_prefix: String,
+    /// `AWS_EXTERNAL_SERVICE_CIDRS`.
+    pub external_service_cidrs: Vec<Ipv4Net>,
+}
+
+fn cidr_list(
+    r: &EnvReader<impl Fn(&str) -> Option<String>>,
+    var: &str,
+) -> Result<Vec<Ipv4Net>, SettingsError> {
+    let Some(raw) = r.raw(var) else {
+        return Ok(vec![]);
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse().map_err(|_| SettingsError::Invalid {
+                var: var.into(),
+                value: raw.clone(),
+                expected: format!("comma-separated IPv4 CIDRs ({c:?} is not one)"),
+            })
+        })
+        .collect()
+}
+
+impl HostSettings {
+    /// Read the variables.
+    pub fn from_reader(
+        r: &EnvReader<impl Fn(&str) -> Option<String>>,
+    ) -> Result<Self, SettingsError> {
+        let eni_mtu = r.uint("AWS_VPC_ENI_MTU", 9001)?;
+        if !(576..=9001).contains(&eni_mtu) {
+            return Err(SettingsError::Invalid {
+                var: "AWS_VPC_ENI_MTU".into(),
+                value: eni_mtu.to_string(),
+                expected: "an MTU from 576 to 9001".into(),
+            });
+        }
+        let connmark = match r.raw("AWS_VPC_K8S_CNI_CONNMARK") {
+            None => 0x80,
+            Some(v) => {
+                let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+                    Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                    None => v.parse().ok(),
+                };
+                parsed
+                    .filter(|m| *m != 0)
+                    .ok_or_else(|| SettingsError::Invalid {
+                        var: "AWS_VPC_K8S_CNI_CONNMARK".into(),
+                        value: v.clone(),
+                        expected: "a non-zero mark, decimal or 0x-hex (default 0x80)".into(),
+                    })?
+            }
+        };
+        let veth_prefix = r
+            .raw("AWS_VPC_K8S_CNI_VETHPREFIX")
+            .unwrap_or_else(|| "eni".into());
+        if veth_prefix.is_empty()
+            || veth_prefix.len() > 4
+            || matches!(veth_prefix.as_str(), "eth" | "lo" | "vlan")
+        {
+            return Err(SettingsError::Invalid {
+                var: "AWS_VPC_K8S_CNI_VETHPREFIX".into(),
+                value: veth_prefix,
+                expected: "1 to 4 characters, not eth, lo or vlan".into(),
+            });
+        }
+        Ok(HostSettings {
+            eni_mtu,
+            node_port_support: r.boolean("AWS_VPC_CNI_NODE_PORT_SUPPORT", true)?,
+            connmark,
+            randomize: vpc_cni_dataplane::snat::Randomize::parse(
+                &r.raw("AWS_VPC_K8S_CNI_RANDOMIZESNAT").unwrap_or_default(),
+            ),
+            veth_prefix,
+            external_service_cidrs: cidr_list(r, "AWS_EXTERNAL_SERVICE_CIDRS")?,
+        })
+    }
 }
 
 /// Variables shown under `/v1/ipamd-env-settings` and `/v1/networkutils-env-settings`.
@@ -141,6 +239,9 @@ impl DaemonConfig {
             cycle: std::time::Duration::from_secs(5),
             reconcile: std::time::Duration::from_secs(60),
             env_snapshot,
+            host: HostSettings::from_reader(&r)?,
+            host_network: false,
+            sim_links: false,
         })
     }
 }

@@ -42,6 +42,9 @@ pub enum DaemonError {
         /// The error.
         source: std::io::Error,
     },
+    /// The node's links, rules or iptables could not be set up.
+    #[error("host network: {0}")]
+    HostNetwork(#[from] vpc_cni_dataplane::DataplaneError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -112,6 +115,9 @@ pub async fn init<C: Cloud>(
         released: Mutex::new(Vec::new()),
     });
     let interfaces = shared.cloud.interfaces().await?;
+    if shared.cfg.host_network {
+        crate::hostnet::setup_node(&shared, &interfaces).await?;
+    }
     pool::load_interfaces(&shared, &interfaces);
     let data = shared.checkpoint.read()?;
     {

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod daemon;
+pub mod hostnet;
 pub mod http;
 pub mod metrics;
 pub mod pool;

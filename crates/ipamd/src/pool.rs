@@ -153,7 +153,11 @@ fn execute<C: Cloud>(
                     &[("fn", "CreateNetworkInterface")],
                 );
                 match s.cloud.allocate_eni(ips, pfx).await {
-                    Ok(i) => add_interface(s, &i),
+                    Ok(i) => {
+                        // The link is ready before any pod can get one of its addresses.
+                        crate::hostnet::on_new_eni(s, &i).await;
+                        add_interface(s, &i)
+                    }
                     Err(e) => {
                         record_error(s, "CreateNetworkInterface", "increaseIPPoolAllocENI", &e)
                     }
@@ -174,7 +178,20 @@ fn execute<C: Cloud>(
                     "awscni_ec2api_req_count",
                     &[("fn", "DeleteNetworkInterface")],
                 );
-                if let Err(e) = s.cloud.free_eni(&eni).await {
+                let gone = if s.cfg.host_network {
+                    s.cloud
+                        .interfaces()
+                        .await
+                        .ok()
+                        .and_then(|all| all.into_iter().find(|i| i.id == eni))
+                } else {
+                    None
+                };
+                let freed = s.cloud.free_eni(&eni).await;
+                if let (Ok(()), Some(i)) = (&freed, &gone) {
+                    crate::hostnet::on_eni_freed(s, i).await;
+                }
+                if let Err(e) = freed {
                     record_error(
                         s,
                         "DeleteNetworkInterface",

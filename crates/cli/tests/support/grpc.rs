@@ -49,9 +49,27 @@ pub struct Daemon {
 impl Daemon {
     /// Start `vpc-cni daemon` with `env` and extra `args`, and wait until its socket answers.
     pub fn start(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Daemon {
+        Self::start_in(None, dir, env, args)
+    }
+
+    /// Like [`Daemon::start`], inside the network namespace `netns` when given.
+    #[allow(dead_code)]
+    pub fn start_in(
+        netns: Option<&str>,
+        dir: &Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Daemon {
         std::fs::create_dir_all(dir).unwrap();
         let (metrics, introspection) = (free_port(), free_port());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpc-cni"));
+        let mut cmd = match netns {
+            None => Command::new(env!("CARGO_BIN_EXE_vpc-cni")),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vpc-cni")]);
+                c
+            }
+        };
         cmd.arg("daemon")
             .args(["--sim-latency-scale", "0", "--cycle-ms", "100"])
             .arg("--socket")

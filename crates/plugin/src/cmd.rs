@@ -1,0 +1,279 @@
+//! ADD, DEL, CHECK and STATUS of `aws-cni` (spec e.3/e.4), generic over the daemon
+//! ([`Ipamd`]) and the kernel ([`PodNetwork`]) so that every path runs against fakes too.
+
+use serde_json::Value;
+use vpc_cni_cni::{
+    CniEnv, CniError, Code, NetConf, PodIp, add_result, dummy_name, host_veth_name, parse_prev,
+};
+use vpc_cni_dataplane::pod::{PodNetwork, PodSpec};
+use vpc_cni_proto::rpc::{AddNetworkRequest, DelNetworkRequest, IpAllocationMetadata};
+
+use crate::ipamd::{Ipamd, IpamdError};
+use crate::log::{Level, Logger};
+
+/// Substring of the daemon's error for a pod it does not know (DEL is then a success).
+pub const UNKNOWN_POD: &str = "datastore: unknown pod";
+/// The version this plugin sends in `ClientVersion` (the daemon insists on its own).
+pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Everything a command needs.
+pub struct Ctx<'a, I, N> {
+    /// Network configuration.
+    pub conf: &'a NetConf,
+    /// `CNI_*` environment.
+    pub env: &'a CniEnv,
+    /// The daemon.
+    pub ipamd: &'a I,
+    /// The kernel.
+    pub net: &'a N,
+    /// The log.
+    pub log: &'a Logger,
+}
+
+fn internal(msg: impl Into<String>) -> CniError {
+    CniError::new(Code::Internal, msg)
+}
+
+impl<I: Ipamd, N: PodNetwork> Ctx<'_, I, N> {
+    fn pod(&self) -> (&str, &str) {
+        (
+            self.env.arg("K8S_POD_NAMESPACE"),
+            self.env.arg("K8S_POD_NAME"),
+        )
+    }
+
+    fn spec(&self, i: usize, ip: std::net::Ipv4Addr, table: i32) -> PodSpec {
+        let (ns, name) = self.pod();
+        PodSpec {
+            ip,
+            route_table: u32::try_from(table).unwrap_or(0),
+            host_veth: host_veth_name(&self.conf.veth_prefix, ns, name, i),
+            container_if: if i == 0 {
+                self.env.if_name.clone()
+            } else {
+                format!("mNicIf{i}")
+            },
+            mtu: self.conf.mtu,
+            index: i,
+        }
+    }
+
+    fn specs(&self, ips: &[IpAllocationMetadata]) -> Result<Vec<PodSpec>, CniError> {
+        ips.iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let ip = m.i_pv4_addr.parse().map_err(|_| {
+                    internal(format!(
+                        "ipamd returned an invalid IPv4 address {:?}",
+                        m.i_pv4_addr
+                    ))
+                })?;
+                Ok(self.spec(i, ip, m.route_table_id))
+            })
+            .collect()
+    }
+
+    fn del_request(&self, reason: &str) -> DelNetworkRequest {
+        let (ns, name) = self.pod();
+        DelNetworkRequest {
+            k8s_pod_name: name.into(),
+            k8s_pod_namespace: ns.into(),
+            k8s_pod_infra_container_id: self.env.arg("K8S_POD_INFRA_CONTAINER_ID").into(),
+            reason: reason.into(),
+            if_name: self.env.if_name.clone(),
+            network_name: self.conf.name.clone(),
+            container_id: self.env.container_id.clone(),
+            client_version: CLIENT_VERSION.into(),
+            k8s_pod_uid: self.env.arg("K8S_POD_UID").into(),
+        }
+    }
+
+    /// ADD: an address from ipamd, the pod wired, the result in the conflist's version.
+    pub async fn add(&self) -> Result<Value, CniError> {
+        let (ns, name) = self.pod();
+        let req = AddNetworkRequest {
+            k8s_pod_name: name.into(),
+            k8s_pod_namespace: ns.into(),
+            k8s_pod_infra_container_id: self.env.arg("K8S_POD_INFRA_CONTAINER_ID").into(),
+            netns: self.env.netns.clone(),
+            if_name: self.env.if_name.clone(),
+            network_name: self.conf.name.clone(),
+            container_id: self.env.container_id.clone(),
+            client_version: CLIENT_VERSION.into(),
+            requires_multi_nic_attachment: self.conf.multi_nic(),
+        };
+        let reply = self.ipamd.add(req).await.map_err(|e| {
+            let code = match e {
+                IpamdError::Unreachable { .. } => Code::TryAgainLater,
+                IpamdError::Rpc(_) => Code::Internal,
+            };
+            CniError::new(
+                code,
+                format!("add cmd: Error received from AddNetwork gRPC call: {e}"),
+            )
+        })?;
+        if !reply.success || reply.ip_allocation_metadata.is_empty() {
+            self.log.log(
+                Level::Error,
+                &format!(
+                    "Failed to assign an IP address to container {}",
+                    self.env.container_id
+                ),
+            );
+            return Err(internal(
+                "add cmd: failed to assign an IP address to container",
+            ));
+        }
+        let specs = self.specs(&reply.ip_allocation_metadata)?;
+        if let Err(e) = self.net.setup(&self.env.netns, &specs).await {
+            self.log.log(
+                Level::Error,
+                &format!(
+                    "setup of {} failed: {e}; rolling back",
+                    self.env.container_id
+                ),
+            );
+            for t in self.net.teardown(&specs).await {
+                self.log.log(Level::Warn, &format!("rollback: {t}"));
+            }
+            if let Err(d) = self.ipamd.del(self.del_request("SetupNSFailed")).await {
+                self.log
+                    .log(Level::Error, &format!("rollback: DelNetwork failed: {d}"));
+            }
+            return Err(internal(format!(
+                "add command: failed to setup network: {e}"
+            )));
+        }
+        if !reply.network_policy_mode.is_empty() {
+            self.log.log(Level::Warn, &format!(
+                "NetworkPolicyMode {:?} requested but no network policy agent is supported; pod left unenforced",
+                reply.network_policy_mode
+            ));
+        }
+        let ips: Vec<PodIp> = specs
+            .iter()
+            .zip(&reply.ip_allocation_metadata)
+            .map(|(s, m)| PodIp {
+                ip: s.ip,
+                route_table: m.route_table_id,
+                device_number: m.device_number,
+                host_veth: s.host_veth.clone(),
+                container_if: s.container_if.clone(),
+                dummy: dummy_name(self.pod().0, self.pod().1, s.index),
+                vlan_id: 0,
+            })
+            .collect();
+        self.log.log(
+            Level::Info,
+            &format!(
+                "ADD {} {}/{}: {}",
+                self.env.container_id,
+                ns,
+                name,
+                ips.iter()
+                    .map(|p| p.ip.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        );
+        Ok(add_result(&self.conf.cni_version, &self.env.netns, &ips))
+    }
+
+    fn prev_specs(&self) -> Vec<PodSpec> {
+        self.conf
+            .prev_result
+            .as_ref()
+            .map(parse_prev)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| self.spec(i, p.ip, p.route_table))
+            .collect()
+    }
+
+    async fn teardown_logged(&self, specs: &[PodSpec]) {
+        for e in self.net.teardown(specs).await {
+            self.log
+                .log(Level::Warn, &format!("DEL {}: {e}", self.env.container_id));
+        }
+    }
+
+    /// DEL: release through ipamd and unwire; idempotent and best-effort.
+    pub async fn del(&self) -> Result<(), CniError> {
+        match self.ipamd.del(self.del_request("PodDeleted")).await {
+            Ok(reply) if reply.success => {
+                let specs = self.specs(&reply.ip_allocation_metadata)?;
+                self.teardown_logged(&specs).await;
+                Ok(())
+            }
+            Ok(_) => Err(internal("del cmd: failed to process delete request")),
+            Err(IpamdError::Rpc(s)) if s.message().contains(UNKNOWN_POD) => {
+                self.log.log(
+                    Level::Info,
+                    &format!(
+                        "DEL {}: unknown to ipamd; nothing to release",
+                        self.env.container_id
+                    ),
+                );
+                self.teardown_logged(&self.prev_specs()).await;
+                Ok(())
+            }
+            Err(e) => {
+                // Kubelet may never retry a failed DEL; ipamd reclaims the address from its
+                // checkpoint later, so unwire what prevResult describes and succeed.
+                self.log.log(
+                    Level::Error,
+                    &format!(
+                        "DEL {}: {e}; tearing down from prevResult",
+                        self.env.container_id
+                    ),
+                );
+                self.teardown_logged(&self.prev_specs()).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// CHECK: the interface, address, routes, neighbour and host rules of prevResult exist.
+    pub async fn check(&self) -> Result<(), CniError> {
+        let old = matches!(
+            self.conf.cni_version.as_str(),
+            "0.1.0" | "0.2.0" | "0.3.0" | "0.3.1"
+        );
+        if old {
+            return Err(CniError::new(
+                Code::IncompatibleVersion,
+                format!(
+                    "config version {:?} does not allow CHECK",
+                    self.conf.cni_version
+                ),
+            ));
+        }
+        let specs = self.prev_specs();
+        if specs.is_empty() {
+            return Err(CniError::new(
+                Code::InvalidNetworkConfig,
+                "invalid network configuration: prevResult: CHECK needs the ADD result with at least one address",
+            ));
+        }
+        let missing = self
+            .net
+            .check(&self.env.netns, &specs)
+            .await
+            .map_err(|e| internal(format!("check cmd: {e}")))?;
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(internal("check cmd: the pod network is incomplete")
+                .with_details(missing.join("; ")))
+        }
+    }
+
+    /// STATUS: ready when ipamd answers on its socket.
+    pub async fn status(&self) -> Result<(), CniError> {
+        self.ipamd
+            .reachable()
+            .await
+            .map_err(|e| CniError::new(Code::PluginNotAvailable, format!("status: {e}")))
+    }
+}
