@@ -2,6 +2,7 @@
 
 mod common;
 mod daemon_cmd;
+mod init_cmd;
 mod inspect_cmd;
 mod maxpods_cmd;
 mod plan_cmd;
@@ -35,6 +36,8 @@ enum Command {
     Simulate(simulate_cmd::Args),
     /// Run ipamd, the node IPAM daemon (embedded simulated VPC by default).
     Daemon(daemon_cmd::Args),
+    /// Install the plugin and, once ipamd is healthy, the CNI network configuration.
+    Init(init_cmd::Args),
     /// Show a running daemon's ENIs, addresses, assignments and pool state.
     Inspect(inspect_cmd::Args),
 }
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate_cmd::run(args),
         Command::Daemon(args) => daemon_cmd::run(args),
         Command::Inspect(args) => inspect_cmd::run(args),
+        Command::Init(args) => init_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

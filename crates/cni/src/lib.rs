@@ -3,6 +3,7 @@
 //! upstream's shape per CNI version (and reading them back on DEL), and CNI error documents.
 //! Pure: the plugin binary and the dataplane build on it.
 
+pub mod conflist;
 pub mod error;
 pub mod names;
 pub mod netconf;

@@ -3,6 +3,8 @@
 //! stdin and `CNI_*` and writes the result or error document to stdout.
 
 pub mod cmd;
+#[cfg(test)]
+mod cmd_tests;
 pub mod ipamd;
 pub mod log;
 

@@ -1,0 +1,181 @@
+//! `vpc-cni init`: what upstream's init container and entrypoint do around ipamd — install the
+//! plugin into the CNI bin dir, wait until ipamd's gRPC health service says SERVING, apply the
+//! node sysctls, and only then write `10-aws.conflist` (so the node stays NotReady until IPAM
+//! works).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Endpoint, Uri};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use vpc_cni_cni::conflist::{ConflistParams, render};
+
+/// Installs the aws-cni plugin into the CNI bin dir, waits for ipamd to report SERVING on its
+/// socket, applies the node sysctls (rp_filter=2 on the primary interface, tcp_early_demux per
+/// DISABLE_TCP_EARLY_DEMUX), then writes 10-aws.conflist (aws-cni → portmap, upstream
+/// shape; MTU from POD_MTU / AWS_VPC_ENI_MTU, veth prefix from AWS_VPC_K8S_CNI_VETHPREFIX,
+/// bandwidth with ENABLE_BANDWIDTH_PLUGIN, tuning with DISABLE_POD_V6). Files are written to a
+/// temporary name and renamed, so a runtime never reads half a file.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// CNI binary directory [env HOST_CNI_BIN_PATH].
+    #[arg(long, env = "HOST_CNI_BIN_PATH", default_value = "/opt/cni/bin")]
+    cni_bin_dir: PathBuf,
+    /// CNI configuration directory [env HOST_CNI_CONFDIR_PATH].
+    #[arg(long, env = "HOST_CNI_CONFDIR_PATH", default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// The aws-cni binary to install (default: `aws-cni` beside this program).
+    #[arg(long, value_name = "PATH")]
+    plugin: Option<PathBuf>,
+    /// ipamd's gRPC socket to wait for [env VPC_CNI_IPAMD_SOCKET].
+    #[arg(
+        long,
+        env = "VPC_CNI_IPAMD_SOCKET",
+        default_value = "/var/run/aws-node/ipamd.sock"
+    )]
+    socket: PathBuf,
+    /// Primary interface for rp_filter=2 (skipped with a warning when absent).
+    #[arg(long, default_value = "eth0")]
+    primary_interface: String,
+    /// Give up waiting for ipamd after this many seconds (0: wait forever, as upstream).
+    #[arg(long, default_value_t = 0)]
+    wait_timeout: u64,
+    /// Do not touch sysctls (e.g. when the node is set up by other means).
+    #[arg(long)]
+    skip_sysctls: bool,
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("vpc-cni-tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
+}
+
+fn install_plugin(args: &Args) -> anyhow::Result<PathBuf> {
+    let src = match &args.plugin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("aws-cni"),
+    };
+    let bytes = std::fs::read(&src).with_context(|| {
+        format!("reading the plugin {} (build it with `cargo build --release -p aws-cni` or pass --plugin)", src.display())
+    })?;
+    std::fs::create_dir_all(&args.cni_bin_dir)
+        .with_context(|| format!("creating {}", args.cni_bin_dir.display()))?;
+    let dst = args.cni_bin_dir.join("aws-cni");
+    write_atomic(&dst, &bytes, 0o755)?;
+    Ok(dst)
+}
+
+fn sysctls(args: &Args) -> anyhow::Result<()> {
+    let rp = format!(
+        "/proc/sys/net/ipv4/conf/{}/rp_filter",
+        args.primary_interface
+    );
+    if Path::new(&rp).exists() {
+        std::fs::write(&rp, "2").with_context(|| format!("writing 2 to {rp}"))?;
+        eprintln!("set {rp} = 2");
+    } else {
+        eprintln!(
+            "warning: no interface {:?}; rp_filter left alone",
+            args.primary_interface
+        );
+    }
+    let demux = "/proc/sys/net/ipv4/tcp_early_demux";
+    if Path::new(demux).exists() {
+        let off =
+            std::env::var("DISABLE_TCP_EARLY_DEMUX").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        let v = if off { "0" } else { "1" };
+        std::fs::write(demux, v).with_context(|| format!("writing {v} to {demux}"))?;
+        eprintln!("set {demux} = {v}");
+    }
+    Ok(())
+}
+
+async fn healthy(socket: &Path) -> Result<bool, String> {
+    let path = socket.to_path_buf();
+    let channel = Endpoint::from_static("http://localhost")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let reply = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map_err(|e| format!("health check: {}", e.message()))?;
+    Ok(reply.into_inner().status == ServingStatus::Serving as i32)
+}
+
+async fn wait_for_ipamd(args: &Args) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut last_note = Instant::now();
+    loop {
+        match healthy(&args.socket).await {
+            Ok(true) => {
+                eprintln!(
+                    "ipamd at {} is SERVING ({:.1} s)",
+                    args.socket.display(),
+                    start.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) if last_note.elapsed() >= Duration::from_secs(5) => {
+                eprintln!(
+                    "waiting for ipamd at {} ({:.0} s): {e}",
+                    args.socket.display(),
+                    start.elapsed().as_secs_f64()
+                );
+                last_note = Instant::now();
+            }
+            Err(_) => {}
+        }
+        if args.wait_timeout > 0 && start.elapsed() >= Duration::from_secs(args.wait_timeout) {
+            bail!(
+                "ipamd at {} was not SERVING within {} s; the conflist was not written (start `vpc-cni daemon` first)",
+                args.socket.display(),
+                args.wait_timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Run the command.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let dst = install_plugin(&args)?;
+    eprintln!("installed {}", dst.display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(wait_for_ipamd(&args))?;
+    // After ipamd is up: with a simulated VPC the primary link is the daemon's own making.
+    if !args.skip_sysctls {
+        sysctls(&args)?;
+    }
+    let mut params = ConflistParams::from_lookup(|k| std::env::var(k).ok());
+    if args.socket != Path::new("/var/run/aws-node/ipamd.sock") {
+        params.ipamd_socket = Some(args.socket.display().to_string());
+    }
+    std::fs::create_dir_all(&args.cni_conf_dir)
+        .with_context(|| format!("creating {}", args.cni_conf_dir.display()))?;
+    let conf = args.cni_conf_dir.join("10-aws.conflist");
+    let text = serde_json::to_string_pretty(&render(&params))?;
+    write_atomic(&conf, format!("{text}\n").as_bytes(), 0o644)?;
+    eprintln!("wrote {}", conf.display());
+    Ok(())
+}
