@@ -62,9 +62,36 @@ pub async fn links(h: &Handle) -> Result<Vec<Link>> {
     Ok(msgs.iter().map(to_link).collect())
 }
 
-/// The link called `name`, if any.
+/// The errno of a netlink error (0 when it is not one).
+pub fn errno(e: &rtnetlink::Error) -> i32 {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.raw_code().abs(),
+        _ => 0,
+    }
+}
+
+const ENOENT: i32 = 2;
+const ESRCH: i32 = 3;
+const ENODEV: i32 = 19;
+const EEXIST: i32 = 17;
+
+/// The link called `name`, if any (one kernel lookup, not a dump).
 pub async fn link_by_name(h: &Handle, name: &str) -> Result<Option<Link>> {
-    Ok(links(h).await?.into_iter().find(|l| l.name == name))
+    let r: std::result::Result<Vec<LinkMessage>, _> = h
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_collect()
+        .await;
+    match r {
+        Ok(msgs) => Ok(msgs.iter().map(to_link).find(|l| l.name == name)),
+        Err(e) if errno(&e) == ENODEV => Ok(None),
+        Err(e) => Err(DataplaneError::Netlink {
+            op: format!("look up link {name}"),
+            source: e,
+        }),
+    }
 }
 
 /// The link with hardware address `mac`, if any.
@@ -333,9 +360,53 @@ pub async fn add_rule(h: &Handle, r: &Rule) -> Result<()> {
             .attributes
             .push(RuleAttribute::FwMask(mask));
     }
-    req.execute()
-        .await
-        .map_err(DataplaneError::netlink(format!("add rule {r:?}")))
+    match req.execute().await {
+        Err(e) if errno(&e) == EEXIST => Ok(()),
+        other => other.map_err(DataplaneError::netlink(format!("add rule {r:?}"))),
+    }
+}
+
+/// Delete the rule matching `r` exactly (priority, table, selectors) without listing rules;
+/// `Ok(false)` when there was none.
+pub async fn del_rule_matching(h: &Handle, r: &Rule) -> Result<bool> {
+    let mut req = h
+        .rule()
+        .add()
+        .v4()
+        .priority(r.priority)
+        .table_id(r.table)
+        .action(RuleAction::ToTable);
+    if let Some(src) = r.src {
+        req = req.source_prefix(src.addr(), src.prefix_len());
+    }
+    if let Some(dst) = r.dst {
+        req = req.destination_prefix(dst.addr(), dst.prefix_len());
+    }
+    let msg = req.message_mut().clone();
+    match h.rule().del(msg).execute().await {
+        Ok(()) => Ok(true),
+        Err(e) if errno(&e) == ENOENT => Ok(false),
+        Err(e) => Err(DataplaneError::Netlink {
+            op: format!("delete rule {r:?}"),
+            source: e,
+        }),
+    }
+}
+
+/// Delete the route to `dst` in `table` without listing routes; `Ok(false)` when there was none.
+pub async fn del_route_to(h: &Handle, dst: Ipv4Net, table: u32) -> Result<bool> {
+    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dst.addr(), dst.prefix_len())
+        .table_id(table)
+        .build();
+    match h.route().del(msg).execute().await {
+        Ok(()) => Ok(true),
+        Err(e) if errno(&e) == ESRCH || errno(&e) == ENOENT => Ok(false),
+        Err(e) => Err(DataplaneError::Netlink {
+            op: format!("delete route {dst} table {table}"),
+            source: e,
+        }),
+    }
 }
 
 /// Delete a rule read by [`rules`].

@@ -290,37 +290,43 @@ async fn setup_one(host: &Handle, pod: &Handle, host_ns: &Netns, p: &PodSpec) ->
     Ok(())
 }
 
-/// Add `r` unless an identical rule exists.
+/// Add `r` unless an identical rule exists (the kernel answers EEXIST: no listing needed).
 pub async fn ensure_rule(h: &Handle, r: &Rule) -> Result<()> {
-    if nl::rules(h).await?.iter().any(|(have, _)| have == r) {
-        return Ok(());
-    }
     nl::add_rule(h, r).await
 }
 
 async fn teardown_one(host: &Handle, p: &PodSpec, errors: &mut Vec<DataplaneError>) {
-    let me = p.host();
-    match nl::rules(host).await {
-        Ok(rules) => {
-            for (r, msg) in rules {
-                let mine = (r.priority == PRIO_TO_POD && r.dst == Some(me))
-                    || (r.priority == PRIO_FROM_POD && r.src == Some(me));
-                if mine && let Err(e) = nl::del_rule(host, &r, &msg).await {
-                    errors.push(e);
-                }
-            }
-        }
-        Err(e) => errors.push(e),
+    // Delete by description, not by listing: DEL cost stays flat however many pods the node has.
+    // Table 0 matches any table: every `from <ip> prio 1536` goes, whichever table it names.
+    let to_pod = Rule {
+        priority: PRIO_TO_POD,
+        table: MAIN_TABLE,
+        src: None,
+        dst: Some(p.host()),
+        fwmark: None,
+    };
+    let from_pod = Rule {
+        priority: PRIO_FROM_POD,
+        table: 0,
+        src: Some(p.host()),
+        dst: None,
+        fwmark: None,
+    };
+    if let Err(e) = nl::del_rule_matching(host, &to_pod).await {
+        errors.push(e);
     }
-    match nl::routes(host, MAIN_TABLE).await {
-        Ok(routes) => {
-            for r in routes.iter().filter(|r| r.dst == me) {
-                if let Err(e) = nl::del_route(host, r).await {
-                    errors.push(e);
-                }
+    for _ in 0..8 {
+        match nl::del_rule_matching(host, &from_pod).await {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                errors.push(e);
+                break;
             }
         }
-        Err(e) => errors.push(e),
+    }
+    if let Err(e) = nl::del_route_to(host, p.host(), MAIN_TABLE).await {
+        errors.push(e);
     }
     // Deleting the host end takes the pod end with it, whether or not the netns still exists.
     match nl::link_by_name(host, &p.host_veth).await {

@@ -102,6 +102,7 @@ impl<I: Ipamd, N: PodNetwork> Ctx<'_, I, N> {
             client_version: CLIENT_VERSION.into(),
             requires_multi_nic_attachment: self.conf.multi_nic(),
         };
+        let started = std::time::Instant::now();
         let reply = self.ipamd.add(req).await.map_err(|e| {
             let code = match e {
                 IpamdError::Unreachable { .. } => Code::TryAgainLater,
@@ -125,6 +126,7 @@ impl<I: Ipamd, N: PodNetwork> Ctx<'_, I, N> {
             ));
         }
         let specs = self.specs(&reply.ip_allocation_metadata)?;
+        let rpc_done = started.elapsed();
         if let Err(e) = self.net.setup(&self.env.netns, &specs).await {
             self.log.log(
                 Level::Error,
@@ -166,14 +168,16 @@ impl<I: Ipamd, N: PodNetwork> Ctx<'_, I, N> {
         self.log.log(
             Level::Info,
             &format!(
-                "ADD {} {}/{}: {}",
+                "ADD {} {}/{}: {} (ipamd {:.2} ms, wiring {:.2} ms)",
                 self.env.container_id,
                 ns,
                 name,
                 ips.iter()
                     .map(|p| p.ip.to_string())
                     .collect::<Vec<_>>()
-                    .join(",")
+                    .join(","),
+                rpc_done.as_secs_f64() * 1e3,
+                (started.elapsed() - rpc_done).as_secs_f64() * 1e3,
             ),
         );
         Ok(add_result(&self.conf.cni_version, &self.env.netns, &ips))
