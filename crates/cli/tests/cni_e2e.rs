@@ -417,10 +417,32 @@ fn failure_paths_give_cni_errors_or_clean_up() {
         node.daemon.log()
     );
 
-    // Daemon down on DEL: teardown from prevResult, success.
+    // A pod re-created under the same name while its old veth lingers: the old one is replaced.
+    let old = Ns::new("old");
+    let first = node.cni("ADD", "c0", &old.path(), "web", &conf);
+    assert_eq!(first.code, 0, "{}", first.stdout);
     let p = Ns::new("p");
     let added = node.cni("ADD", "c1", &p.path(), "web", &conf);
     assert_eq!(added.code, 0, "{}", added.stdout);
+    assert!(
+        !old.sh("ip -o link").contains("eth0"),
+        "the old pod's pair was replaced"
+    );
+    assert!(p.ping(&node.node_ip()), "the new pod is wired");
+    let released = node.cni(
+        "DEL",
+        "c0",
+        &old.path(),
+        "web",
+        &with_prev(&conf, &first.json),
+    );
+    assert_eq!(released.code, 0);
+    assert!(
+        p.ping(&node.node_ip()),
+        "the old pod's DEL leaves the new pod's veth alone"
+    );
+
+    // Daemon down on DEL: teardown from prevResult, success.
     let ip = pod_ip(&added.json);
     let Node {
         ns,

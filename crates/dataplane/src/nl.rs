@@ -29,6 +29,8 @@ pub struct Link {
     pub up: bool,
     /// MTU.
     pub mtu: u32,
+    /// For a veth: the peer's index (in the peer's namespace).
+    pub peer_index: Option<u32>,
 }
 
 fn to_link(m: &LinkMessage) -> Link {
@@ -38,9 +40,11 @@ fn to_link(m: &LinkMessage) -> Link {
         mac: Vec::new(),
         up: m.header.flags.contains(LinkFlags::Up),
         mtu: 0,
+        peer_index: None,
     };
     for a in &m.attributes {
         match a {
+            LinkAttribute::Link(i) => l.peer_index = Some(*i),
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::Address(mac) => l.mac = mac.clone(),
             LinkAttribute::Mtu(mtu) => l.mtu = *mtu,

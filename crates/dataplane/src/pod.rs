@@ -182,8 +182,10 @@ pub fn missing(spec: &PodSpec, seen: &Observed) -> Vec<String> {
 pub trait PodNetwork {
     /// Wire every address of a pod into the namespace at `netns`.
     async fn setup(&self, netns: &str, pods: &[PodSpec]) -> Result<()>;
-    /// Remove what [`PodNetwork::setup`] made, best-effort; returns every error met.
-    async fn teardown(&self, pods: &[PodSpec]) -> Vec<DataplaneError>;
+    /// Remove what [`PodNetwork::setup`] made, best-effort; returns every error met. The veth
+    /// is deleted from inside `netns` (when it still exists), so a newer pod of the same name,
+    /// whose host veth has the same name, is never touched.
+    async fn teardown(&self, netns: Option<&str>, pods: &[PodSpec]) -> Vec<DataplaneError>;
     /// What is missing (empty: the pod is wired as it should be).
     async fn check(&self, netns: &str, pods: &[PodSpec]) -> Result<Vec<String>>;
 }
@@ -204,14 +206,18 @@ impl PodNetwork for Netlink {
         Ok(())
     }
 
-    async fn teardown(&self, pods: &[PodSpec]) -> Vec<DataplaneError> {
+    async fn teardown(&self, netns: Option<&str>, pods: &[PodSpec]) -> Vec<DataplaneError> {
         let host = match connect_here() {
             Ok(h) => h,
             Err(e) => return vec![e],
         };
+        // A netns that is already gone took the veth pair with it.
+        let pod = netns
+            .filter(|n| !n.is_empty() && std::path::Path::new(n).exists())
+            .and_then(|n| Netns::open(n).and_then(|ns| connect_in(&ns)).ok());
         let mut errors = Vec::new();
         for p in pods {
-            teardown_one(&host, p, &mut errors).await;
+            teardown_one(&host, pod.as_ref(), p, &mut errors).await;
         }
         errors
     }
@@ -228,38 +234,87 @@ impl PodNetwork for Netlink {
     }
 }
 
-async fn setup_one(host: &Handle, pod: &Handle, host_ns: &Netns, p: &PodSpec) -> Result<()> {
-    if let Some(old) = nl::link_by_name(host, &p.host_veth).await? {
-        nl::del_link(host, &old).await?;
-    }
+fn veth_message(
+    p: &PodSpec,
+    host_ns: &Netns,
+    mac: [u8; 6],
+) -> netlink_packet_route::link::LinkMessage {
+    // The pod end is created up (IFF_UP in the request: one round trip fewer under RTNL). The
+    // host end cannot be: the kernel configures the peer before linking the pair, and opening
+    // an unpaired veth fails with ENOTCONN.
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(p.host_veth.clone())
         .mtu(p.mtu)
-        .address(random_mac()?.to_vec())
+        .address(mac.to_vec())
         .setns_by_fd(host_ns.fd().as_raw_fd())
         .build();
-    let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+    LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(p.container_if.clone())
         .mtu(p.mtu)
+        .up()
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-        .build();
-    pod.link()
-        .add(veth)
-        .execute()
-        .await
-        .map_err(DataplaneError::netlink(format!(
+        .build()
+}
+
+async fn create_veth(
+    host: &Handle,
+    pod: &Handle,
+    host_ns: &Netns,
+    p: &PodSpec,
+    mac: [u8; 6],
+) -> Result<()> {
+    let what = || {
+        format!(
             "create veth {} (pod) / {} (host)",
             p.container_if, p.host_veth
-        )))?;
+        )
+    };
+    match pod
+        .link()
+        .add(veth_message(p, host_ns, mac))
+        .execute()
+        .await
+    {
+        Ok(()) => Ok(()),
+        // A leftover host veth of the same name (a pod re-created under the same name).
+        Err(e) if nl::errno(&e) == 17 => {
+            if let Some(old) = nl::link_by_name(host, &p.host_veth).await? {
+                nl::del_link(host, &old).await?;
+            }
+            pod.link()
+                .add(veth_message(p, host_ns, mac))
+                .execute()
+                .await
+                .map_err(DataplaneError::netlink(what()))
+        }
+        Err(e) => Err(DataplaneError::Netlink {
+            op: what(),
+            source: e,
+        }),
+    }
+}
+
+async fn setup_one(host: &Handle, pod: &Handle, host_ns: &Netns, p: &PodSpec) -> Result<()> {
+    let mac = random_mac()?;
+    create_veth(host, pod, host_ns, p, mac).await?;
     host_veth_sysctls(&p.host_veth);
-    let host_link = nl::link_by_name(host, &p.host_veth)
-        .await?
-        .ok_or_else(|| DataplaneError::NotFound(format!("host veth {} vanished", p.host_veth)))?;
-    nl::set_up(host, &host_link, None).await?;
     let pod_link = nl::link_by_name(pod, &p.container_if)
         .await?
         .ok_or_else(|| DataplaneError::NotFound(format!("{} vanished", p.container_if)))?;
-    nl::set_up(pod, &pod_link, None).await?;
+    let host_link = match pod_link.peer_index {
+        Some(index) => Link {
+            index,
+            name: p.host_veth.clone(),
+            mac: mac.to_vec(),
+            up: true,
+            mtu: p.mtu,
+            peer_index: None,
+        },
+        None => nl::link_by_name(host, &p.host_veth).await?.ok_or_else(|| {
+            DataplaneError::NotFound(format!("host veth {} vanished", p.host_veth))
+        })?,
+    };
+    nl::set_up(host, &host_link, None).await?;
     let gw = p.gateway();
     let table = p.pod_table();
     nl::replace_route(
@@ -295,7 +350,12 @@ pub async fn ensure_rule(h: &Handle, r: &Rule) -> Result<()> {
     nl::add_rule(h, r).await
 }
 
-async fn teardown_one(host: &Handle, p: &PodSpec, errors: &mut Vec<DataplaneError>) {
+async fn teardown_one(
+    host: &Handle,
+    pod: Option<&Handle>,
+    p: &PodSpec,
+    errors: &mut Vec<DataplaneError>,
+) {
     // Delete by description, not by listing: DEL cost stays flat however many pods the node has.
     // Table 0 matches any table: every `from <ip> prio 1536` goes, whichever table it names.
     let to_pod = Rule {
@@ -328,15 +388,17 @@ async fn teardown_one(host: &Handle, p: &PodSpec, errors: &mut Vec<DataplaneErro
     if let Err(e) = nl::del_route_to(host, p.host(), MAIN_TABLE).await {
         errors.push(e);
     }
-    // Deleting the host end takes the pod end with it, whether or not the netns still exists.
-    match nl::link_by_name(host, &p.host_veth).await {
-        Ok(Some(l)) => {
-            if let Err(e) = nl::del_link(host, &l).await {
-                errors.push(e);
+    // Deleting the pod end takes the host end with it.
+    if let Some(pod) = pod {
+        match nl::link_by_name(pod, &p.container_if).await {
+            Ok(Some(l)) => {
+                if let Err(e) = nl::del_link(pod, &l).await {
+                    errors.push(e);
+                }
             }
+            Ok(None) => {}
+            Err(e) => errors.push(e),
         }
-        Ok(None) => {}
-        Err(e) => errors.push(e),
     }
 }
 
@@ -434,6 +496,7 @@ mod tests {
             mac: vec![2, 0, 0, 0, 0, index as u8],
             up: true,
             mtu: 9001,
+            peer_index: None,
         };
         let complete = Observed {
             pod_link: Some(link(2, "eth0")),

@@ -135,7 +135,7 @@ impl<I: Ipamd, N: PodNetwork> Ctx<'_, I, N> {
                     self.env.container_id
                 ),
             );
-            for t in self.net.teardown(&specs).await {
+            for t in self.net.teardown(Some(&self.env.netns), &specs).await {
                 self.log.log(Level::Warn, &format!("rollback: {t}"));
             }
             if let Err(d) = self.ipamd.del(self.del_request("SetupNSFailed")).await {
@@ -196,7 +196,7 @@ impl<I: Ipamd, N: PodNetwork> Ctx<'_, I, N> {
     }
 
     async fn teardown_logged(&self, specs: &[PodSpec]) {
-        for e in self.net.teardown(specs).await {
+        for e in self.net.teardown(Some(&self.env.netns), specs).await {
             self.log
                 .log(Level::Warn, &format!("DEL {}: {e}", self.env.container_id));
         }

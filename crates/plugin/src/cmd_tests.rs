@@ -100,7 +100,7 @@ impl PodNetwork for FakeNet {
             Ok(())
         }
     }
-    async fn teardown(&self, pods: &[PodSpec]) -> Vec<DataplaneError> {
+    async fn teardown(&self, _: Option<&str>, pods: &[PodSpec]) -> Vec<DataplaneError> {
         self.teardowns.borrow_mut().extend_from_slice(pods);
         vec![DataplaneError::NotFound("route already gone".into())]
     }
