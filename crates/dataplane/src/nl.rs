@@ -33,7 +33,8 @@ pub struct Link {
     pub peer_index: Option<u32>,
 }
 
-fn to_link(m: &LinkMessage) -> Link {
+/// A link message as a [`Link`].
+pub fn to_link(m: &LinkMessage) -> Link {
     let mut l = Link {
         index: m.header.index,
         name: String::new(),

@@ -256,34 +256,58 @@ fn veth_message(
         .build()
 }
 
+/// Send a link creation asking the kernel to echo the new link back (Linux ≥ 6.3): the echo
+/// carries the pod end's index and its peer's, saving a lookup under RTNL. `Ok(None)` when the
+/// kernel acknowledged without echoing.
+async fn add_link_echo(
+    h: &Handle,
+    msg: netlink_packet_route::link::LinkMessage,
+) -> std::result::Result<Option<Link>, rtnetlink::Error> {
+    use futures::StreamExt;
+    use rtnetlink::packet_core::{
+        NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage,
+        NetlinkPayload,
+    };
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
+    let mut responses = h.clone().request(req)?;
+    let mut echoed = None;
+    while let Some(m) = responses.next().await {
+        match m.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                echoed = Some(nl::to_link(&l))
+            }
+            NetlinkPayload::Error(e) if e.code.is_some() => {
+                return Err(rtnetlink::Error::NetlinkError(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(echoed)
+}
+
 async fn create_veth(
     host: &Handle,
     pod: &Handle,
     host_ns: &Netns,
     p: &PodSpec,
     mac: [u8; 6],
-) -> Result<()> {
+) -> Result<Option<Link>> {
     let what = || {
         format!(
             "create veth {} (pod) / {} (host)",
             p.container_if, p.host_veth
         )
     };
-    match pod
-        .link()
-        .add(veth_message(p, host_ns, mac))
-        .execute()
-        .await
-    {
-        Ok(()) => Ok(()),
+    match add_link_echo(pod, veth_message(p, host_ns, mac)).await {
+        Ok(l) => Ok(l),
         // A leftover host veth of the same name (a pod re-created under the same name).
         Err(e) if nl::errno(&e) == 17 => {
             if let Some(old) = nl::link_by_name(host, &p.host_veth).await? {
                 nl::del_link(host, &old).await?;
             }
-            pod.link()
-                .add(veth_message(p, host_ns, mac))
-                .execute()
+            add_link_echo(pod, veth_message(p, host_ns, mac))
                 .await
                 .map_err(DataplaneError::netlink(what()))
         }
@@ -296,11 +320,14 @@ async fn create_veth(
 
 async fn setup_one(host: &Handle, pod: &Handle, host_ns: &Netns, p: &PodSpec) -> Result<()> {
     let mac = random_mac()?;
-    create_veth(host, pod, host_ns, p, mac).await?;
+    let echoed = create_veth(host, pod, host_ns, p, mac).await?;
     host_veth_sysctls(&p.host_veth);
-    let pod_link = nl::link_by_name(pod, &p.container_if)
-        .await?
-        .ok_or_else(|| DataplaneError::NotFound(format!("{} vanished", p.container_if)))?;
+    let pod_link = match echoed.filter(|l| l.name == p.container_if) {
+        Some(l) => l,
+        None => nl::link_by_name(pod, &p.container_if)
+            .await?
+            .ok_or_else(|| DataplaneError::NotFound(format!("{} vanished", p.container_if)))?,
+    };
     let host_link = match pod_link.peer_index {
         Some(index) => Link {
             index,
