@@ -268,6 +268,7 @@ fn snat_rules_for_each_setting() {
                     "192.168.0.0/16,172.16.0.0/12",
                 ),
                 ("AWS_VPC_K8S_CNI_CONNMARK", "0x100"),
+                ("AWS_EXTERNAL_SERVICE_CIDRS", "100.64.0.0/16"),
             ],
             &[
                 "-A AWS-SNAT-CHAIN-0 -d 192.168.0.0/16 -m comment --comment \"AWS SNAT CHAIN EXCLUSION\" -j RETURN",
@@ -295,6 +296,25 @@ fn snat_rules_for_each_setting() {
         }
         for a in *absent {
             assert!(!saved.contains(a), "{env:?}: unexpected {a:?} in\n{saved}");
+        }
+        let rules = node.ns.sh("ip rule");
+        let external = env
+            .iter()
+            .any(|(k, v)| *k == "AWS_VPC_K8S_CNI_EXTERNALSNAT" && *v == "true");
+        let mark = env
+            .iter()
+            .find(|(k, _)| *k == "AWS_VPC_K8S_CNI_CONNMARK")
+            .map_or("0x80", |(_, v)| v);
+        assert_eq!(
+            rules.contains(&format!("1024:\tfrom all fwmark {mark}/{mark} lookup main")),
+            !external,
+            "{env:?}: fwmark rule iff node-port support or SNAT on: {rules}"
+        );
+        if env.iter().any(|(k, _)| *k == "AWS_EXTERNAL_SERVICE_CIDRS") {
+            assert!(
+                rules.contains("1535:\tfrom all to 100.64.0.0/16 lookup main"),
+                "{rules}"
+            );
         }
         if env.is_empty() {
             let chain: Vec<&str> = saved
