@@ -2,6 +2,7 @@
 
 mod common;
 mod daemon_cmd;
+mod emulate_cmd;
 mod init_cmd;
 mod inspect_cmd;
 mod maxpods_cmd;
@@ -36,6 +37,8 @@ enum Command {
     Simulate(simulate_cmd::Args),
     /// Run ipamd, the node IPAM daemon (embedded simulated VPC by default).
     Daemon(daemon_cmd::Args),
+    /// Serve a simulated VPC over the EC2 Query API and IMDSv2 on loopback, for any AWS SDK.
+    Emulate(emulate_cmd::Args),
     /// Install the plugin and, once ipamd is healthy, the CNI network configuration.
     Init(init_cmd::Args),
     /// Show a running daemon's ENIs, addresses, assignments and pool state.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Daemon(args) => daemon_cmd::run(args),
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Init(args) => init_cmd::run(args),
+        Command::Emulate(args) => emulate_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

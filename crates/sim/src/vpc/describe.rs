@@ -185,6 +185,13 @@ impl Vpc {
         Ok(())
     }
 
+    /// Security groups given at creation (part of `CreateNetworkInterface`, not a call).
+    pub fn set_security_groups_unmetered(&mut self, eni: &str, groups: &[String]) {
+        if let Some(e) = self.enis.get_mut(eni) {
+            e.security_groups = groups.to_vec();
+        }
+    }
+
     /// `ModifyNetworkInterfaceAttribute` with `Groups` (security-group refresh).
     pub fn set_security_groups(
         &mut self,

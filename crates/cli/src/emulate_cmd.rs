@@ -1,0 +1,124 @@
+//! `vpc-cni emulate`: the simulated VPC on loopback over the EC2 Query API and IMDSv2.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+use ipnet::Ipv4Net;
+use vpc_cni_emulator::{EmulatorConfig, start};
+
+use crate::common::DataArgs;
+
+/// Serves a simulated VPC on loopback: the EC2 Query API (the actions the VPC CNI uses, with
+/// EC2's XML answers, error documents and pagination) on --ec2-addr, and IMDSv2 for each
+/// simulated instance on --imds-addr (consecutive ports). Point any AWS SDK at it:
+///
+///   AWS_ENDPOINT_URL_EC2=http://127.0.0.1:8787 AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:8788
+///   AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_REGION=us-east-1
+///
+/// The simulated VPC's throttling (AWS's token buckets), latencies (--latency-scale) and faults
+/// (--error-rate) apply. Runs until SIGTERM or Ctrl-C.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Instance type of a simulated instance; repeat for several instances.
+    #[arg(long = "instance-type", default_value = "m5.large")]
+    instance_types: Vec<String>,
+    /// Subnet (and VPC) CIDR.
+    #[arg(long, default_value = "10.0.0.0/20")]
+    subnet: Ipv4Net,
+    /// Seed of the simulated VPC.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// EC2 listener (loopback only; port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    ec2_addr: SocketAddr,
+    /// IMDS listener of the first instance; the next instances use the following ports.
+    #[arg(long, default_value = "127.0.0.1:8788")]
+    imds_addr: SocketAddr,
+    /// Scale of the simulated latencies actually waited (1 = realistic, 0 = none).
+    #[arg(long, default_value_t = 1.0)]
+    latency_scale: f64,
+    /// Probability that an EC2 call fails with an injected InternalError.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Region IMDS reports.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Print the endpoints as one JSON line instead of shell exports.
+    #[arg(long, value_enum, default_value = "table")]
+    output: crate::common::Output,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+/// Run the command.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    for (flag, a) in [
+        ("--ec2-addr", args.ec2_addr),
+        ("--imds-addr", args.imds_addr),
+    ] {
+        if !a.ip().is_loopback() {
+            bail!(
+                "{flag} {a}: the emulator listens on loopback only (e.g. 127.0.0.1:{})",
+                a.port()
+            );
+        }
+    }
+    if !(0.0..=1.0).contains(&args.error_rate) {
+        bail!(
+            "--error-rate {}: expected a probability from 0 to 1",
+            args.error_rate
+        );
+    }
+    let table = args.data.table()?;
+    let instances = args
+        .instance_types
+        .iter()
+        .map(|t| table.get(t).cloned())
+        .collect::<Result<Vec<_>, _>>()?;
+    let cfg = EmulatorConfig {
+        instances,
+        subnet: args.subnet,
+        seed: args.seed,
+        latency_scale: args.latency_scale,
+        error_rate: args.error_rate,
+        region: args.region.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let r = start(&cfg, args.ec2_addr, args.imds_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("starting the emulator")?;
+        match args.output {
+            crate::common::Output::Json => {
+                let imds: Vec<_> = r
+                    .imds
+                    .iter()
+                    .map(|(id, a)| serde_json::json!({"instance_id": id, "endpoint": format!("http://{a}")}))
+                    .collect();
+                println!("{}", serde_json::json!({"ec2": format!("http://{}", r.ec2), "imds": imds, "region": args.region}));
+            }
+            crate::common::Output::Table => {
+                println!("EC2:  http://{}", r.ec2);
+                for (id, a) in &r.imds {
+                    println!("IMDS: http://{a}  ({id})");
+                }
+                println!("\nexport AWS_ENDPOINT_URL_EC2=http://{} AWS_REGION={} AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator", r.ec2, args.region);
+                if let Some((_, a)) = r.imds.first() {
+                    println!("export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://{a}");
+                }
+            }
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,88 @@
+//! `vpc-cni emulate` from outside: boto3 (an AWS SDK that parses EC2's XML by the service model)
+//! drives every EC2 action the CNI uses, and plain HTTP checks the IMDSv2 token flow.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> (Kill, serde_json::Value) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+        .args([
+            "emulate",
+            "--ec2-addr",
+            "127.0.0.1:0",
+            "--imds-addr",
+            "127.0.0.1:0",
+            "--latency-scale",
+            "0",
+            "--output",
+            "json",
+        ])
+        .args(extra)
+        .env_remove("VPC_CNI_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("endpoints line {line:?}: {e}"));
+    (Kill(child), v)
+}
+
+#[test]
+fn boto3_and_imdsv2_against_the_emulator() {
+    let python = std::env::var("VPC_CNI_PYTHON")
+        .expect("VPC_CNI_PYTHON must name a Python with boto3 (scripts/check sets it up)");
+    let (_emu, ep) = start(&["--instance-type", "m5.large", "--instance-type", "t3.small"]);
+    assert_eq!(ep["imds"].as_array().unwrap().len(), 2, "{ep}");
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python/emulator_check.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(ep["ec2"].as_str().unwrap())
+        .arg(ep["imds"][0]["endpoint"].as_str().unwrap())
+        .arg(ep["imds"][0]["instance_id"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn refuses_non_loopback_and_bad_rates() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+        .args(["emulate", "--ec2-addr", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+        .args(["emulate", "--error-rate", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--error-rate 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,97 @@
+//! The EC2/IMDS emulator: the simulated VPC served on loopback over the EC2 Query API and IMDSv2,
+//! so any AWS SDK (and this project's `aws` backend) can be pointed at it with
+//! `AWS_ENDPOINT_URL_EC2` and `AWS_EC2_METADATA_SERVICE_ENDPOINT`. Throttling, latency and
+//! faults of the simulated VPC apply.
+
+pub mod ec2;
+pub mod imds;
+pub mod params;
+pub mod server;
+pub mod xml;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use vpc_cni_ipam::Time;
+use vpc_cni_limits::InstanceType;
+use vpc_cni_sim::{Ec2Error, Subnet, Throttle, Vpc};
+
+pub use server::{EmulatorError, Shared};
+
+/// What to emulate.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// One simulated instance per entry.
+    pub instances: Vec<InstanceType>,
+    /// The subnet they live in.
+    pub subnet: Ipv4Net,
+    /// Seed of the VPC.
+    pub seed: u64,
+    /// Scale of the latencies actually waited (0 = none).
+    pub latency_scale: f64,
+    /// Probability of an injected `InternalError` per EC2 call.
+    pub error_rate: f64,
+    /// Region reported by IMDS.
+    pub region: String,
+}
+
+/// A running emulator.
+pub struct Running {
+    /// The shared state (the VPC inside, for tests that compare).
+    pub shared: Arc<Shared>,
+    /// EC2 endpoint.
+    pub ec2: SocketAddr,
+    /// (instance ID, IMDS endpoint) per instance.
+    pub imds: Vec<(String, SocketAddr)>,
+}
+
+/// Build the VPC with its instances.
+pub fn build_vpc(cfg: &EmulatorConfig) -> Result<(Vpc, Vec<String>), Ec2Error> {
+    let mut vpc = Vpc::new(cfg.seed, Throttle::new(true, 1.0, Time::ZERO));
+    // Attach time, IMDS lag and call latencies all run on the same scale.
+    let l = vpc.latency;
+    let scale = |ms: u64| (ms as f64 * cfg.latency_scale) as u64;
+    vpc.latency = vpc_cni_sim::Latency {
+        eni_attach_ms: scale(l.eni_attach_ms),
+        imds_lag_ms: scale(l.imds_lag_ms),
+        assign_ms: scale(l.assign_ms),
+        detach_ms: scale(l.detach_ms),
+    };
+    vpc.vpc_cidrs = vec![cfg.subnet];
+    vpc.faults.error_rate = cfg.error_rate;
+    vpc.add_subnet(Subnet::new(
+        "subnet-0emu",
+        cfg.subnet,
+        &format!("{}a", cfg.region),
+    )?);
+    let mut ids = Vec::new();
+    for t in &cfg.instances {
+        ids.push(vpc.run_instance(&t.name, &t.limits, "subnet-0emu", Time::ZERO)?);
+    }
+    Ok((vpc, ids))
+}
+
+/// Start the EC2 listener on `ec2_addr` and one IMDS listener per instance on `imds_addr`
+/// (port 0: any free port each).
+pub async fn start(
+    cfg: &EmulatorConfig,
+    ec2_addr: SocketAddr,
+    imds_addr: SocketAddr,
+) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
+    let (vpc, ids) = build_vpc(cfg).map_err(|e| format!("{}: {}", e.code.as_str(), e.message))?;
+    let shared = Shared::new(vpc, &cfg.region);
+    let ec2 = server::serve(ec2_addr, server::ec2_router(shared.clone())).await?;
+    let mut imds = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        let mut addr = imds_addr;
+        if addr.port() != 0 {
+            addr.set_port(addr.port() + k as u16);
+        }
+        imds.push((
+            id.clone(),
+            server::serve(addr, server::imds_router(shared.clone(), id)).await?,
+        ));
+    }
+    Ok(Running { shared, ec2, imds })
+}

@@ -1,0 +1,211 @@
+//! The HTTP side: one loopback listener for the EC2 Query API (form-encoded POST, XML answers
+//! and error documents) and one per simulated instance for IMDSv2 (token PUT with a TTL header,
+//! token-checked GETs). Time is wall-clock milliseconds since start; the simulated VPC's
+//! latencies are waited after each mutating call, outside the lock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use vpc_cni_ipam::Time;
+use vpc_cni_sim::Vpc;
+
+use crate::ec2::{Ctx, handle};
+use crate::imds::metadata;
+use crate::params::Params;
+use crate::xml;
+
+/// Errors starting the emulator.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// A listener could not be bound.
+    #[error("bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// State shared by the listeners.
+pub struct Shared {
+    /// The VPC.
+    pub vpc: Arc<Mutex<Vpc>>,
+    start: Instant,
+    epoch: u64,
+    region: String,
+    requests: AtomicU64,
+    tokens: Mutex<HashMap<String, Instant>>,
+}
+
+impl Shared {
+    /// Serve `vpc` (its latencies are waited as they are: scale them first).
+    pub fn new(vpc: Vpc, region: &str) -> Arc<Self> {
+        Arc::new(Shared {
+            vpc: Arc::new(Mutex::new(vpc)),
+            start: Instant::now(),
+            epoch: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            region: region.to_string(),
+            requests: AtomicU64::new(0),
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Simulated now.
+    pub fn now(&self) -> Time {
+        Time(self.start.elapsed().as_millis() as u64)
+    }
+
+    fn request_id(&self) -> String {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        format!("00000000-0000-4000-8000-{n:012x}")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vpc> {
+        self.vpc.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn xml_response(status: u16, body: String) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    (code, [("content-type", "text/xml;charset=UTF-8")], body).into_response()
+}
+
+async fn ec2(State(s): State<Arc<Shared>>, Form(pairs): Form<Vec<(String, String)>>) -> Response {
+    let p = Params::new(pairs);
+    let action = p.get("Action").unwrap_or("").to_string();
+    let rid = s.request_id();
+    let (result, wait_ms) = {
+        let mut vpc = s.lock();
+        let wait = match action.as_str() {
+            "AssignPrivateIpAddresses" | "CreateNetworkInterface" => vpc.latency.assign_ms,
+            "DetachNetworkInterface" => vpc.latency.detach_ms,
+            _ => 0,
+        };
+        let mut ctx = Ctx {
+            vpc: &mut vpc,
+            now: s.now(),
+            epoch: s.epoch,
+        };
+        (handle(&mut ctx, &action, &p), wait)
+    };
+    if wait_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    }
+    match result {
+        Ok(body) => xml_response(200, xml::response(&action, &rid, &body)),
+        Err(e) => xml_response(e.status, xml::error(&e.code, &e.message, &rid)),
+    }
+}
+
+/// Build the EC2 router.
+pub fn ec2_router(s: Arc<Shared>) -> Router {
+    Router::new().route("/", post(ec2)).with_state(s)
+}
+
+const TOKEN_TTL: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+const TOKEN: &str = "x-aws-ec2-metadata-token";
+
+async fn token(State((s, _)): State<(Arc<Shared>, String)>, headers: HeaderMap) -> Response {
+    let ttl = headers
+        .get(TOKEN_TTL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(ttl) = ttl.filter(|t| (1..=21_600).contains(t)) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "missing or invalid X-aws-ec2-metadata-token-ttl-seconds (1-21600)",
+        )
+            .into_response();
+    };
+    let value = format!("emu-token-{}", s.requests.fetch_add(1, Ordering::Relaxed));
+    s.tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(value.clone(), Instant::now() + Duration::from_secs(ttl));
+    ([(TOKEN_TTL, ttl.to_string())], value).into_response()
+}
+
+fn authorized(s: &Shared, headers: &HeaderMap) -> bool {
+    let Some(t) = headers.get(TOKEN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    s.tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(t)
+        .is_some_and(|exp| *exp > Instant::now())
+}
+
+async fn meta(
+    State((s, instance)): State<(Arc<Shared>, String)>,
+    headers: HeaderMap,
+    path: Option<Path<String>>,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return (StatusCode::UNAUTHORIZED, "IMDSv2 token required").into_response();
+    }
+    let path = path.map(|p| p.0).unwrap_or_default();
+    let vpc = s.lock();
+    match metadata(&vpc, &instance, &s.region, &path, s.now()) {
+        Some(text) => text.into_response(),
+        None => (StatusCode::NOT_FOUND, "Not Found").into_response(),
+    }
+}
+
+async fn identity(
+    State((s, instance)): State<(Arc<Shared>, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return (StatusCode::UNAUTHORIZED, "IMDSv2 token required").into_response();
+    }
+    let vpc = s.lock();
+    let Some(i) = vpc.imds_instance(&instance) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let doc = format!(
+        "{{\"accountId\":\"{}\",\"availabilityZone\":\"{}\",\"instanceId\":\"{}\",\"instanceType\":\"{}\",\"privateIp\":\"{}\",\"region\":\"{}\"}}",
+        crate::ec2::OWNER,
+        i.availability_zone,
+        i.instance_id,
+        i.instance_type,
+        i.local_ipv4,
+        s.region
+    );
+    ([("content-type", "application/json")], doc).into_response()
+}
+
+/// Build the IMDS router of one instance.
+pub fn imds_router(s: Arc<Shared>, instance_id: &str) -> Router {
+    Router::new()
+        .route("/latest/api/token", put(token))
+        .route("/latest/meta-data/", get(meta))
+        .route("/latest/meta-data", get(meta))
+        .route("/latest/meta-data/{*path}", get(meta))
+        .route("/latest/dynamic/instance-identity/document", get(identity))
+        .with_state((s, instance_id.to_string()))
+}
+
+/// Bind `addr` and serve `router` in the background; the bound address.
+pub async fn serve(addr: SocketAddr, router: Router) -> Result<SocketAddr, EmulatorError> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| EmulatorError::Bind { addr, source })?;
+    let bound = l
+        .local_addr()
+        .map_err(|source| EmulatorError::Bind { addr, source })?;
+    tokio::spawn(async move { axum::serve(l, router).await });
+    Ok(bound)
+}
