@@ -14,7 +14,8 @@ use crate::common::DataArgs;
 pub enum CloudKind {
     /// An in-process simulated VPC with one instance of --instance-type (no AWS account).
     Sim,
-    /// The real EC2 API and IMDS (this build: not yet available).
+    /// The real EC2 API and IMDSv2 through the AWS SDK (instance facts from IMDS; endpoints from
+    /// AWS_ENDPOINT_URL_EC2 and AWS_EC2_METADATA_SERVICE_ENDPOINT, e.g. `vpc-cni emulate`).
     Aws,
 }
 
@@ -131,18 +132,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.host_network = args.host_network;
     cfg.sim_links = args.cloud == CloudKind::Sim;
     cfg.cycle = std::time::Duration::from_millis(args.cycle_ms.max(1));
-    if args.cloud == CloudKind::Aws {
-        anyhow::bail!(
-            "--cloud aws: the AWS backend is not part of this build yet; use --cloud sim"
-        );
-    }
     init_logging()?;
     let table = args.data.table()?;
-    let instance = table.get(&args.instance_type)?.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if args.cloud == CloudKind::Aws {
+        let opts = aws_options()?;
+        return rt.block_on(async move {
+            let cloud = vpc_cni_aws::AwsCloud::connect(opts)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
+                .context("connecting to EC2 and IMDS (AWS_ENDPOINT_URL_EC2 / AWS_EC2_METADATA_SERVICE_ENDPOINT move them)")?;
+            let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
+            vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
+            Ok(())
+        });
+    }
+    let instance = table.get(&args.instance_type)?.clone();
     rt.block_on(async move {
         let cloud = SimCloud::launch_with_state(
             &instance,
@@ -154,6 +162,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
         vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
         Ok(())
+    })
+}
+
+/// `CLUSTER_NAME`, `ADDITIONAL_ENI_TAGS` (a JSON object of strings) and the retry budget.
+fn aws_options() -> anyhow::Result<vpc_cni_aws::AwsOptions> {
+    let additional_tags = match std::env::var("ADDITIONAL_ENI_TAGS") {
+        Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v).with_context(|| {
+            format!("invalid ADDITIONAL_ENI_TAGS={v:?}: expected a JSON object of strings, e.g. {{\"team\":\"net\"}}")
+        })?,
+        _ => Default::default(),
+    };
+    Ok(vpc_cni_aws::AwsOptions {
+        cluster_name: std::env::var("CLUSTER_NAME").ok().filter(|c| !c.is_empty()),
+        additional_tags,
+        max_attempts: 10,
     })
 }
 

@@ -19,8 +19,12 @@ use crate::common::{DataArgs, Output, usage_error};
 )]
 pub struct Args {
     /// Instance type to calculate max pods for (e.g. m5.large).
-    #[arg(long, value_name = "TYPE", required_unless_present = "all")]
+    #[arg(long, value_name = "TYPE", required_unless_present_any = ["all", "instance_type_from_imds"])]
     instance_type: Option<String>,
+    /// Read the instance type from IMDSv2 (as the calculator's --instance-type-from-imds; the
+    /// endpoint follows AWS_EC2_METADATA_SERVICE_ENDPOINT).
+    #[arg(long, conflicts_with_all = ["instance_type", "all"])]
+    instance_type_from_imds: bool,
     /// VPC CNI version (required, as upstream): prefix delegation needs > 1.8.
     #[arg(long, value_name = "X.Y.Z", required = true)]
     cni_version: String,
@@ -85,10 +89,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.all {
         return print_all(&table, &opts, args.output);
     }
-    let name = args
-        .instance_type
+    let from_imds = if args.instance_type_from_imds {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let t = rt
+            .block_on(vpc_cni_aws::Imds::new().required("instance-type"))
+            .map_err(|e| anyhow::anyhow!("--instance-type-from-imds: {}", e.message))?;
+        Some(t)
+    } else {
+        None
+    };
+    let name = from_imds
         .as_deref()
-        .expect("clap requires it without --all");
+        .or(args.instance_type.as_deref())
+        .expect("clap requires one of --instance-type, --instance-type-from-imds, --all");
     let t = table.get(name)?;
     let mp = max_pods(t, &opts);
     if mp.vcpus_unknown && !args.show_max_allowed {

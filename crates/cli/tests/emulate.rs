@@ -86,3 +86,32 @@ fn refuses_non_loopback_and_bad_rates() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn max_pods_reads_the_instance_type_from_imds() {
+    let (_emu, ep) = start(&["--instance-type", "m5.xlarge"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+        .args([
+            "max-pods",
+            "--instance-type-from-imds",
+            "--cni-version",
+            "1.19.0",
+        ])
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            ep["imds"][0]["endpoint"].as_str().unwrap(),
+        )
+        .env_remove("VPC_CNI_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "58",
+        "m5.xlarge: 4 × (15 − 1) + 2"
+    );
+}

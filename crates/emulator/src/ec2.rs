@@ -158,9 +158,16 @@ fn eni_xml(c: &Ctx<'_>, e: &SimEni) -> String {
     x
 }
 
-fn eni_filters(p: &Params) -> Result<Vec<EniFilter>, ApiError> {
+fn eni_filters(p: &Params, vpc_id: String) -> Result<Vec<EniFilter>, ApiError> {
     let mut out = Vec::new();
     let ids = p.list("NetworkInterfaceId");
+    // One VPC: a vpc-id filter naming another matches nothing.
+    if p.filters()
+        .iter()
+        .any(|(n, v)| n == "vpc-id" && !v.contains(&vpc_id))
+    {
+        out.push(EniFilter::Id(vec![]));
+    }
     if !ids.is_empty() {
         out.push(EniFilter::Id(ids));
     }
@@ -168,6 +175,7 @@ fn eni_filters(p: &Params) -> Result<Vec<EniFilter>, ApiError> {
         let first = values.first().cloned().unwrap_or_default();
         out.push(match name.as_str() {
             "network-interface-id" => EniFilter::Id(values),
+            "vpc-id" => continue,
             "attachment.instance-id" => EniFilter::InstanceId(first),
             "subnet-id" => EniFilter::SubnetId(first),
             "tag-key" => EniFilter::TagKey(first),
@@ -196,7 +204,7 @@ fn eni_filters(p: &Params) -> Result<Vec<EniFilter>, ApiError> {
 }
 
 fn describe_enis(c: &mut Ctx<'_>, p: &Params) -> Result<String, ApiError> {
-    let filters = eni_filters(p)?;
+    let filters = eni_filters(p, c.vpc.vpc_id.clone())?;
     for id in p.list("NetworkInterfaceId") {
         if c.vpc.eni(&id).is_none() {
             return Err(bad(

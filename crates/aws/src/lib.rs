@@ -1,0 +1,460 @@
+//! The real AWS backend of ipamd: the [`Cloud`] trait over EC2 (`aws-sdk-ec2`) and IMDSv2 (the
+//! `aws-config` IMDS client). Endpoints follow the SDK's environment (`AWS_ENDPOINT_URL_EC2`,
+//! `AWS_EC2_METADATA_SERVICE_ENDPOINT`), so the same code runs against EC2 on a node and
+//! against `vpc-cni emulate` in tests. This is the only crate that compiles the SDK.
+
+mod imds;
+pub mod sweep;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{NetworkInterfaceAttachmentChanges, ResourceType, Tag, TagSpecification};
+use ipnet::Ipv4Net;
+use vpc_cni_cloud::{Cloud, CloudError, InstanceMeta, Interface};
+
+pub use imds::Imds;
+
+/// Tag naming the instance an ENI was made for (the leak sweep's key).
+pub const TAG_INSTANCE: &str = "node.k8s.amazonaws.com/instance_id";
+/// Tag naming the cluster.
+pub const TAG_CLUSTER: &str = "cluster.k8s.amazonaws.com/name";
+/// Tag with the ENI's creation time.
+pub const TAG_CREATED_AT: &str = "node.k8s.amazonaws.com/createdAt";
+
+/// Settings of the backend (upstream variables).
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    /// `CLUSTER_NAME` (tag `cluster.k8s.amazonaws.com/name` when set).
+    pub cluster_name: Option<String>,
+    /// `ADDITIONAL_ENI_TAGS` (JSON object).
+    pub additional_tags: BTreeMap<String, String>,
+    /// Maximum attempts per EC2 call, throttling included (SDK standard retry, capped
+    /// exponential back-off with jitter).
+    pub max_attempts: u32,
+}
+
+/// Map an SDK error to the daemon's [`CloudError`] by AWS error code.
+pub fn cloud_error<E>(op: &str, e: aws_sdk_ec2::error::SdkError<E>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let code = e.code().unwrap_or("").to_string();
+    let message = e.message().map(str::to_string).unwrap_or_else(|| {
+        let mut s = e.to_string();
+        let mut cur = std::error::Error::source(&e);
+        while let Some(c) = cur {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cur = c.source();
+        }
+        s
+    });
+    CloudError {
+        code: if code.is_empty() {
+            "RequestFailed".into()
+        } else {
+            code
+        },
+        message: format!("{op}: {message}"),
+    }
+}
+
+/// EC2 and IMDS of the node this runs on.
+#[derive(Debug, Clone)]
+pub struct AwsCloud {
+    ec2: aws_sdk_ec2::Client,
+    imds: Imds,
+    opts: AwsOptions,
+    instance_id: String,
+    primary_subnet: String,
+    primary_groups: Vec<String>,
+}
+
+fn parse_ip(s: &str, what: &str) -> Result<Ipv4Addr, CloudError> {
+    s.trim().parse().map_err(|_| CloudError {
+        code: "ImdsInvalid".into(),
+        message: format!("{what}: {s:?} is not an IPv4 address"),
+    })
+}
+
+fn parse_net(s: &str, what: &str) -> Result<Ipv4Net, CloudError> {
+    s.trim().parse().map_err(|_| CloudError {
+        code: "ImdsInvalid".into(),
+        message: format!("{what}: {s:?} is not an IPv4 CIDR"),
+    })
+}
+
+impl AwsCloud {
+    /// Connect: IMDS for the instance facts and region, then an EC2 client in that region.
+    pub async fn connect(opts: AwsOptions) -> Result<Self, CloudError> {
+        let imds = Imds::new();
+        let instance_id = imds.required("instance-id").await?;
+        let region = match imds.get("placement/region").await? {
+            Some(r) => r,
+            None => {
+                let az = imds.required("placement/availability-zone").await?;
+                az.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                    .to_string()
+            }
+        };
+        let retry = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(opts.max_attempts.max(1))
+            .with_max_backoff(Duration::from_secs(20));
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region))
+            .retry_config(retry)
+            .load()
+            .await;
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let mac = imds.required("mac").await?;
+        let primary_subnet = imds
+            .required(&format!("network/interfaces/macs/{mac}/subnet-id"))
+            .await?;
+        let primary_groups = imds
+            .get(&format!("network/interfaces/macs/{mac}/security-group-ids"))
+            .await?
+            .map(|s| {
+                s.lines()
+                    .map(str::to_string)
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(AwsCloud {
+            ec2,
+            imds,
+            opts,
+            instance_id,
+            primary_subnet,
+            primary_groups,
+        })
+    }
+
+    /// The EC2 client (for the leak sweep and `limits sync`).
+    pub fn ec2(&self) -> &aws_sdk_ec2::Client {
+        &self.ec2
+    }
+
+    /// This instance's ID.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    async fn interface(&self, mac: &str) -> Result<Interface, CloudError> {
+        let base = format!("network/interfaces/macs/{mac}");
+        let local: Vec<Ipv4Addr> = self
+            .imds
+            .required(&format!("{base}/local-ipv4s"))
+            .await?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| parse_ip(l, "local-ipv4s"))
+            .collect::<Result<_, _>>()?;
+        let prefixes = match self.imds.get(&format!("{base}/ipv4-prefix")).await? {
+            Some(text) => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| parse_net(l, "ipv4-prefix"))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        let device = self.imds.required(&format!("{base}/device-number")).await?;
+        Ok(Interface {
+            id: self.imds.required(&format!("{base}/interface-id")).await?,
+            mac: mac.to_string(),
+            device_number: device.trim().parse().map_err(|_| CloudError {
+                code: "ImdsInvalid".into(),
+                message: format!("device-number {device:?}"),
+            })?,
+            subnet_id: self.imds.required(&format!("{base}/subnet-id")).await?,
+            subnet_cidr: parse_net(
+                &self
+                    .imds
+                    .required(&format!("{base}/subnet-ipv4-cidr-block"))
+                    .await?,
+                "subnet-ipv4-cidr-block",
+            )?,
+            primary_ip: *local.first().ok_or_else(|| CloudError {
+                code: "ImdsInvalid".into(),
+                message: format!("{base}/local-ipv4s is empty"),
+            })?,
+            secondary_ips: local.iter().skip(1).copied().collect(),
+            prefixes,
+        })
+    }
+
+    fn tags(&self) -> Vec<Tag> {
+        let mut tags: BTreeMap<String, String> = self.opts.additional_tags.clone();
+        tags.insert(TAG_INSTANCE.into(), self.instance_id.clone());
+        if let Some(c) = &self.opts.cluster_name {
+            tags.insert(TAG_CLUSTER.into(), c.clone());
+        }
+        tags.into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect()
+    }
+
+    async fn free_device_index(&self) -> Result<u32, CloudError> {
+        let out = self
+            .ec2
+            .describe_instances()
+            .instance_ids(&self.instance_id)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeInstances", e))?;
+        let used: Vec<u32> = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .flat_map(|i| i.network_interfaces())
+            .filter_map(|n| n.attachment().and_then(|a| a.device_index()))
+            .filter_map(|d| u32::try_from(d).ok())
+            .collect();
+        Ok((1..)
+            .find(|d| !used.contains(d))
+            .expect("some index is free"))
+    }
+
+    async fn delete_eni(&self, eni: &str) -> Result<(), CloudError> {
+        // Detach takes a moment: retry while EC2 still reports the ENI in use.
+        let mut wait = Duration::from_millis(200);
+        for attempt in 0..10 {
+            match self
+                .ec2
+                .delete_network_interface()
+                .network_interface_id(eni)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let err = cloud_error("DeleteNetworkInterface", e);
+                    if err.code == "InvalidNetworkInterfaceID.NotFound" {
+                        return Ok(());
+                    }
+                    if err.code != "InvalidNetworkInterface.InUse" || attempt == 9 {
+                        return Err(err);
+                    }
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Wait until IMDS shows the new ENI (upstream polls the same way after attach).
+    async fn wait_in_imds(&self, mac: &str) -> Result<Interface, CloudError> {
+        let mut last = None;
+        for _ in 0..60 {
+            let macs = self
+                .imds
+                .get("network/interfaces/macs")
+                .await?
+                .unwrap_or_default();
+            if macs.lines().any(|m| m.trim_end_matches('/') == mac) {
+                match self.interface(mac).await {
+                    Ok(i) => return Ok(i),
+                    Err(e) => last = Some(e),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(last.unwrap_or(CloudError {
+            code: "ImdsTimeout".into(),
+            message: format!("ENI {mac} did not appear in IMDS within 30 s"),
+        }))
+    }
+}
+
+impl Cloud for AwsCloud {
+    async fn instance(&self) -> Result<InstanceMeta, CloudError> {
+        let mac = self.imds.required("mac").await?;
+        let vpc_cidrs = self
+            .imds
+            .required(&format!(
+                "network/interfaces/macs/{mac}/vpc-ipv4-cidr-blocks"
+            ))
+            .await?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| parse_net(l, "vpc-ipv4-cidr-blocks"))
+            .collect::<Result<_, _>>()?;
+        let az = self.imds.required("placement/availability-zone").await?;
+        Ok(InstanceMeta {
+            instance_id: self.instance_id.clone(),
+            instance_type: self.imds.required("instance-type").await?,
+            region: az
+                .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                .to_string(),
+            availability_zone: az,
+            primary_mac: mac,
+            primary_ip: parse_ip(&self.imds.required("local-ipv4").await?, "local-ipv4")?,
+            vpc_cidrs,
+        })
+    }
+
+    async fn interfaces(&self) -> Result<Vec<Interface>, CloudError> {
+        let macs = self.imds.required("network/interfaces/macs").await?;
+        let mut out = Vec::new();
+        for mac in macs
+            .lines()
+            .map(|m| m.trim().trim_end_matches('/'))
+            .filter(|m| !m.is_empty())
+        {
+            out.push(self.interface(mac).await?);
+        }
+        out.sort_by_key(|i| i.device_number);
+        Ok(out)
+    }
+
+    async fn assign(
+        &self,
+        eni: &str,
+        ips: u32,
+        prefixes: u32,
+    ) -> Result<(Vec<Ipv4Addr>, Vec<Ipv4Net>), CloudError> {
+        let mut req = self
+            .ec2
+            .assign_private_ip_addresses()
+            .network_interface_id(eni);
+        req = if prefixes > 0 {
+            req.ipv4_prefix_count(prefixes as i32)
+        } else {
+            req.secondary_private_ip_address_count(ips as i32)
+        };
+        let out = req
+            .send()
+            .await
+            .map_err(|e| cloud_error("AssignPrivateIpAddresses", e))?;
+        let got_ips = out
+            .assigned_private_ip_addresses()
+            .iter()
+            .filter_map(|a| a.private_ip_address())
+            .map(|a| parse_ip(a, "AssignPrivateIpAddresses"))
+            .collect::<Result<_, _>>()?;
+        let got_prefixes = out
+            .assigned_ipv4_prefixes()
+            .iter()
+            .filter_map(|p| p.ipv4_prefix())
+            .map(|p| parse_net(p, "AssignPrivateIpAddresses"))
+            .collect::<Result<_, _>>()?;
+        Ok((got_ips, got_prefixes))
+    }
+
+    async fn unassign(&self, eni: &str, cidrs: &[Ipv4Net]) -> Result<(), CloudError> {
+        let mut req = self
+            .ec2
+            .unassign_private_ip_addresses()
+            .network_interface_id(eni);
+        for c in cidrs {
+            req = if c.prefix_len() == 32 {
+                req.private_ip_addresses(c.addr().to_string())
+            } else {
+                req.ipv4_prefixes(c.to_string())
+            };
+        }
+        req.send()
+            .await
+            .map(|_| ())
+            .map_err(|e| cloud_error("UnassignPrivateIpAddresses", e))
+    }
+
+    async fn allocate_eni(&self, ips: u32, prefixes: u32) -> Result<Interface, CloudError> {
+        let mut create = self
+            .ec2
+            .create_network_interface()
+            .subnet_id(&self.primary_subnet)
+            .description(format!("aws-K8S-{}", self.instance_id))
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::NetworkInterface)
+                    .set_tags(Some(self.tags()))
+                    .build(),
+            );
+        for g in &self.primary_groups {
+            create = create.groups(g);
+        }
+        create = if prefixes > 0 {
+            create.ipv4_prefix_count(prefixes as i32)
+        } else if ips > 0 {
+            create.secondary_private_ip_address_count(ips as i32)
+        } else {
+            create
+        };
+        let made = create
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateNetworkInterface", e))?;
+        let ni = made.network_interface().ok_or_else(|| CloudError {
+            code: "InvalidResponse".into(),
+            message: "CreateNetworkInterface returned no interface".into(),
+        })?;
+        let eni = ni.network_interface_id().unwrap_or_default().to_string();
+        let mac = ni.mac_address().unwrap_or_default().to_string();
+        let attached = async {
+            let index = self.free_device_index().await?;
+            let att = self
+                .ec2
+                .attach_network_interface()
+                .network_interface_id(&eni)
+                .instance_id(&self.instance_id)
+                .device_index(index as i32)
+                .network_card_index(0)
+                .send()
+                .await
+                .map_err(|e| cloud_error("AttachNetworkInterface", e))?;
+            let attachment = att.attachment_id().unwrap_or_default().to_string();
+            self.ec2
+                .modify_network_interface_attribute()
+                .network_interface_id(&eni)
+                .attachment(
+                    NetworkInterfaceAttachmentChanges::builder()
+                        .attachment_id(attachment)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| cloud_error("ModifyNetworkInterfaceAttribute", e))?;
+            Ok::<_, CloudError>(())
+        }
+        .await;
+        if let Err(e) = attached {
+            // Never leave a created ENI behind: it would be a leak.
+            if let Err(d) = self.delete_eni(&eni).await {
+                tracing::error!(eni = %eni, error = %d.message, "failed to delete an ENI whose attach failed");
+            }
+            return Err(e);
+        }
+        tracing::info!(eni = %eni, "ENI created and attached");
+        self.wait_in_imds(&mac).await
+    }
+
+    async fn free_eni(&self, eni: &str) -> Result<(), CloudError> {
+        let out = self
+            .ec2
+            .describe_network_interfaces()
+            .network_interface_ids(eni)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeNetworkInterfaces", e))?;
+        if let Some(att) = out
+            .network_interfaces()
+            .first()
+            .and_then(|n| n.attachment())
+            .and_then(|a| a.attachment_id())
+        {
+            self.ec2
+                .detach_network_interface()
+                .attachment_id(att)
+                .send()
+                .await
+                .map_err(|e| cloud_error("DetachNetworkInterface", e))?;
+        }
+        self.delete_eni(eni).await
+    }
+}

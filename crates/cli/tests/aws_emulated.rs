@@ -1,0 +1,213 @@
+//! The daemon with `--cloud aws` (aws-sdk-ec2 + the SDK's IMDSv2 client) against `vpc-cni
+//! emulate`: pods get addresses up to the instance's limits, and what EC2 holds afterwards (ENIs,
+//! addresses, tags, DeleteOnTermination) is what the daemon's datastore holds.
+
+#[allow(dead_code)]
+#[path = "support/grpc.rs"]
+mod grpc;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use grpc::{Daemon, connect};
+use serde_json::Value;
+use vpc_cni_proto::rpc::AddNetworkRequest;
+
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn emulator(extra: &[&str]) -> (Kill, Value) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+        .args([
+            "emulate",
+            "--ec2-addr",
+            "127.0.0.1:0",
+            "--imds-addr",
+            "127.0.0.1:0",
+            "--latency-scale",
+            "0",
+            "--output",
+            "json",
+        ])
+        .args(extra)
+        .env_remove("VPC_CNI_DATA_DIR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (Kill(child), serde_json::from_str(&line).unwrap())
+}
+
+fn python() -> String {
+    std::env::var("VPC_CNI_PYTHON")
+        .expect("VPC_CNI_PYTHON must name a Python with boto3 (scripts/check sets it up)")
+}
+
+/// EC2's view through boto3.
+fn ec2_state(ep: &Value) -> Value {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python/emulator_state.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(ep["ec2"].as_str().unwrap())
+        .arg(ep["imds"][0]["instance_id"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The daemon's view: ENI → CIDRs (/32 per secondary IP, /28 per prefix).
+fn daemon_state(d: &Daemon) -> BTreeMap<String, BTreeSet<String>> {
+    let v: Value = serde_json::from_str(&d.get(d.introspection, "/v1/enis")).unwrap();
+    v["0"]["ENIs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(id, e)| {
+            (
+                id.clone(),
+                e["AvailableIPv4Cidrs"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn req(i: u32) -> AddNetworkRequest {
+    AddNetworkRequest {
+        k8s_pod_name: format!("pod-{i}"),
+        k8s_pod_namespace: "default".into(),
+        container_id: format!("{i:064x}"),
+        if_name: "eth0".into(),
+        network_name: "aws-cni".into(),
+        netns: format!("/proc/{i}/ns/net"),
+        client_version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    }
+}
+
+async fn run(prefix_mode: bool, pods: u32, max_pods: &str) {
+    let (_emu, ep) = emulator(&["--instance-type", "m5.large"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ec2 = ep["ec2"].as_str().unwrap().to_string();
+    let imds = ep["imds"][0]["endpoint"].as_str().unwrap().to_string();
+    let env = [
+        ("AWS_ENDPOINT_URL_EC2", ec2.as_str()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()),
+        ("AWS_ACCESS_KEY_ID", "emulator"),
+        ("AWS_SECRET_ACCESS_KEY", "emulator"),
+        ("AWS_REGION", "us-east-1"),
+        ("CLUSTER_NAME", "emu"),
+        ("ADDITIONAL_ENI_TAGS", r#"{"team":"net"}"#),
+        (
+            "ENABLE_PREFIX_DELEGATION",
+            if prefix_mode { "true" } else { "false" },
+        ),
+        // The upstream manifest's value; prefix mode with every target at 0 is refused.
+        ("WARM_PREFIX_TARGET", "1"),
+    ];
+    let d = Daemon::start(
+        dir.path(),
+        &env,
+        &["--cloud", "aws", "--max-pods", max_pods],
+    );
+    let mut c = connect(&d.socket()).await;
+    for i in 0..pods {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = c
+                .add_network(req(i))
+                .await
+                .expect("AddNetwork")
+                .into_inner();
+            if r.success {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pod {i} got no address; log: {}",
+                d.log().lines().rev().take(8).collect::<Vec<_>>().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let ours = daemon_state(&d);
+    let theirs = ec2_state(&ep);
+    let attached = theirs["attached"].as_object().unwrap();
+    assert_eq!(
+        ours.keys().collect::<BTreeSet<_>>(),
+        attached.keys().collect::<BTreeSet<_>>(),
+        "same ENIs"
+    );
+    for (id, e) in attached {
+        let mut cidrs: BTreeSet<String> = e["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| format!("{}/32", i.as_str().unwrap()))
+            .collect();
+        cidrs.extend(
+            e["prefixes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_string()),
+        );
+        assert_eq!(ours[id], cidrs, "addresses of {id}");
+        if !e["tags"].as_object().unwrap().is_empty() {
+            assert_eq!(
+                e["tags"]["node.k8s.amazonaws.com/instance_id"], ep["imds"][0]["instance_id"],
+                "{e}"
+            );
+            assert_eq!(
+                (
+                    e["tags"]["cluster.k8s.amazonaws.com/name"].as_str(),
+                    e["tags"]["team"].as_str()
+                ),
+                (Some("emu"), Some("net")),
+                "{e}"
+            );
+            assert_eq!(e["delete_on_termination"], true, "{e}");
+        }
+    }
+    assert!(
+        theirs["available"].as_array().unwrap().is_empty(),
+        "no leaked ENI: {theirs}"
+    );
+    if !prefix_mode {
+        // 3 ENIs × 9 secondary addresses: the 28th pod cannot have one.
+        assert_eq!(ours.len(), 3);
+        let r = c.add_network(req(pods)).await.unwrap().into_inner();
+        assert!(!r.success, "no address beyond the instance's limits");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_ip_mode_27_pods_on_an_m5_large() {
+    run(false, 27, "29").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_mode_110_pods_on_an_m5_large() {
+    run(true, 110, "110").await;
+}

@@ -1,0 +1,24 @@
+"""Print, as JSON, what EC2 (the emulator) holds for one instance: {eni_id: {"ips": [...],
+"prefixes": [...], "tags": {...}, "delete_on_termination": bool}} for its attached ENIs, plus
+"available": [ids of unattached ENIs]. Usage: emulator_state.py EC2_ENDPOINT INSTANCE_ID"""
+import json
+import sys
+
+import boto3
+
+ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="emulator", aws_secret_access_key="emulator")
+out = {"attached": {}, "available": []}
+for page in ec2.get_paginator("describe_network_interfaces").paginate():
+    for e in page["NetworkInterfaces"]:
+        a = e.get("Attachment")
+        if a and a.get("InstanceId") == sys.argv[2]:
+            out["attached"][e["NetworkInterfaceId"]] = {
+                "ips": sorted(x["PrivateIpAddress"] for x in e["PrivateIpAddresses"] if not x["Primary"]),
+                "prefixes": sorted(p["Ipv4Prefix"] for p in e.get("Ipv4Prefixes", [])),
+                "tags": {t["Key"]: t["Value"] for t in e.get("TagSet", [])},
+                "delete_on_termination": a.get("DeleteOnTermination"),
+            }
+        elif e["Status"] == "available":
+            out["available"].append(e["NetworkInterfaceId"])
+print(json.dumps(out))
