@@ -5,6 +5,7 @@ mod daemon_cmd;
 mod emulate_cmd;
 mod init_cmd;
 mod inspect_cmd;
+mod leaked_cmd;
 mod maxpods_cmd;
 mod plan_cmd;
 mod simulate_cmd;
@@ -39,6 +40,8 @@ enum Command {
     Daemon(daemon_cmd::Args),
     /// Serve a simulated VPC over the EC2 Query API and IMDSv2 on loopback, for any AWS SDK.
     Emulate(emulate_cmd::Args),
+    /// Find (and with --delete remove) ENIs the CNI created that are no longer attached.
+    LeakedEnis(leaked_cmd::Args),
     /// Install the plugin and, once ipamd is healthy, the CNI network configuration.
     Init(init_cmd::Args),
     /// Show a running daemon's ENIs, addresses, assignments and pool state.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Init(args) => init_cmd::run(args),
         Command::Emulate(args) => emulate_cmd::run(args),
+        Command::LeakedEnis(args) => leaked_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -93,6 +93,17 @@ fn daemon_state(d: &Daemon) -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
+/// GET a JSON document from the emulator.
+fn http_get(base: &str, path: &str) -> Value {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    serde_json::from_str(text.split_once("\r\n\r\n").map_or("", |x| x.1)).unwrap()
+}
+
 fn req(i: u32) -> AddNetworkRequest {
     AddNetworkRequest {
         k8s_pod_name: format!("pod-{i}"),
@@ -210,4 +221,164 @@ async fn secondary_ip_mode_27_pods_on_an_m5_large() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefix_mode_110_pods_on_an_m5_large() {
     run(true, 110, "110").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_percent_injected_errors_converge_and_leak_nothing() {
+    let (_emu, ep) = emulator(&["--instance-type", "m5.large", "--error-rate", "0.3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ec2 = ep["ec2"].as_str().unwrap().to_string();
+    let imds = ep["imds"][0]["endpoint"].as_str().unwrap().to_string();
+    let env = [
+        ("AWS_ENDPOINT_URL_EC2", ec2.as_str()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()),
+        ("AWS_ACCESS_KEY_ID", "emulator"),
+        ("AWS_SECRET_ACCESS_KEY", "emulator"),
+        ("AWS_REGION", "us-east-1"),
+        ("IP_COOLDOWN_PERIOD", "0"),
+        ("WARM_ENI_TARGET", "0"),
+        ("WARM_IP_TARGET", "1"),
+    ];
+    let d = Daemon::start(dir.path(), &env, &["--cloud", "aws", "--max-pods", "29"]);
+    let mut c = connect(&d.socket()).await;
+    for i in 0..27 {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !c
+            .add_network(req(i))
+            .await
+            .expect("AddNetwork")
+            .into_inner()
+            .success
+        {
+            assert!(
+                Instant::now() < deadline,
+                "pod {i} never got an address; log: {}",
+                d.log().lines().rev().take(8).collect::<Vec<_>>().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(
+        daemon_state(&d).len(),
+        3,
+        "three ENIs for 27 pods despite the errors"
+    );
+    let stats = http_get(&ec2, "/_emulator/stats");
+    let injected = stats["errors"]["InternalError"].as_u64().unwrap_or(0);
+    assert!(injected > 0, "errors were injected: {stats}");
+    for i in 0..27 {
+        let mut del = vpc_cni_proto::rpc::DelNetworkRequest {
+            k8s_pod_name: format!("pod-{i}"),
+            k8s_pod_namespace: "default".into(),
+            container_id: format!("{i:064x}"),
+            if_name: "eth0".into(),
+            network_name: "aws-cni".into(),
+            reason: "PodDeleted".into(),
+            client_version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        };
+        del.k8s_pod_uid = String::new();
+        c.del_network(del).await.expect("DelNetwork");
+    }
+    // The pool frees the secondary ENIs; whatever EC2 refused on the way, none is left behind.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let theirs = ec2_state(&ep);
+        let attached = theirs["attached"].as_object().unwrap().len();
+        if attached == 1 && theirs["available"].as_array().unwrap().is_empty() {
+            assert_eq!(daemon_state(&d).len(), 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ENIs not freed cleanly: {theirs}; log: {}",
+            d.log().lines().rev().take(8).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[test]
+fn node_termination_and_the_leak_sweep() {
+    let (_emu, ep) = emulator(&["--instance-type", "m5.large", "--instance-type", "m5.large"]);
+    let ec2 = ep["ec2"].as_str().unwrap();
+    let me = ep["imds"][0]["instance_id"].as_str().unwrap();
+    let other = ep["imds"][1]["instance_id"].as_str().unwrap();
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python/leak_setup.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args([ec2, me, other])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let enis: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (enis["dot_gone"].as_bool(), enis["kept_left"].as_bool()),
+        (Some(true), Some(true)),
+        "termination: {enis}"
+    );
+
+    let sweep = |delete: bool| -> Value {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpc-cni"));
+        cmd.args(["leaked-enis", "--output", "json"])
+            .env("AWS_ENDPOINT_URL_EC2", ec2)
+            .env(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                ep["imds"][0]["endpoint"].as_str().unwrap(),
+            )
+            .env("AWS_ACCESS_KEY_ID", "emulator")
+            .env("AWS_SECRET_ACCESS_KEY", "emulator")
+            .env("AWS_REGION", "us-east-1");
+        if delete {
+            cmd.arg("--delete");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let ids = |v: &Value| -> BTreeSet<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    let one = |k: &str| -> BTreeSet<String> { [enis[k].as_str().unwrap().to_string()].into() };
+    let dry = sweep(false);
+    assert_eq!(ids(&dry["deleted"]), one("old"), "{dry}");
+    let r = sweep(true);
+    assert_eq!(ids(&r["deleted"]), one("old"), "{r}");
+    assert_eq!(ids(&r["young"]), one("young"), "{r}");
+    let tagged: BTreeSet<String> = [
+        enis["untagged"].as_str().unwrap().to_string(),
+        enis["kept"].as_str().unwrap().to_string(),
+    ]
+    .into();
+    assert_eq!(ids(&r["tagged"]), tagged, "{r}");
+    // Afterwards: the old leak is gone; everything else is still there, the first sightings tagged.
+    let again = sweep(false);
+    assert!(
+        ids(&again["deleted"]).is_empty() && ids(&again["tagged"]).is_empty(),
+        "{again}"
+    );
+    assert_eq!(
+        ids(&again["young"]).len(),
+        3,
+        "young + the two first seen: {again}"
+    );
+    let stats = http_get(ec2, "/_emulator/stats");
+    assert_eq!(
+        stats["calls"]["DeleteNetworkInterface"].as_u64(),
+        Some(1),
+        "only the old leak was deleted: {stats}"
+    );
 }

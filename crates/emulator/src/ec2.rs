@@ -502,6 +502,17 @@ pub fn handle(c: &mut Ctx<'_>, action: &str, p: &Params) -> Result<String, ApiEr
         "AssignPrivateIpAddresses" => assign(c, p),
         "UnassignPrivateIpAddresses" => unassign(c, p),
         "DescribeInstances" => describe_instances(c, p),
+        "TerminateInstances" => {
+            let mut items = Vec::new();
+            for id in p.list("InstanceId") {
+                c.vpc.terminate_instance(&id)?;
+                items.push(
+                    el("instanceId", &id)
+                        + &wrap("currentState", el("code", 48) + &el("name", "terminated")),
+                );
+            }
+            Ok(set("instancesSet", items))
+        }
         "DescribeSubnets" => describe_subnets(c, p),
         "DescribeInstanceTypes" => describe_instance_types(c, p),
         "" => Err(bad(

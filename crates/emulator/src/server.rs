@@ -109,9 +109,17 @@ async fn ec2(State(s): State<Arc<Shared>>, Form(pairs): Form<Vec<(String, String
     }
 }
 
-/// Build the EC2 router.
+async fn stats(State(s): State<Arc<Shared>>) -> Response {
+    let body = serde_json::to_string(s.lock().stats()).unwrap_or_default();
+    ([("content-type", "application/json")], body).into_response()
+}
+
+/// Build the EC2 router (plus `GET /_emulator/stats`: calls by action, errors by code).
 pub fn ec2_router(s: Arc<Shared>) -> Router {
-    Router::new().route("/", post(ec2)).with_state(s)
+    Router::new()
+        .route("/", post(ec2))
+        .route("/_emulator/stats", get(stats))
+        .with_state(s)
 }
 
 const TOKEN_TTL: &str = "x-aws-ec2-metadata-token-ttl-seconds";
