@@ -133,6 +133,24 @@ impl AwsCloud {
         })
     }
 
+    /// A backend from parts (no IMDS needed): for tools and for EC2 look-alikes such as moto.
+    pub fn from_parts(
+        ec2: aws_sdk_ec2::Client,
+        instance_id: &str,
+        subnet: &str,
+        groups: Vec<String>,
+        opts: AwsOptions,
+    ) -> Self {
+        AwsCloud {
+            ec2,
+            imds: Imds::new(),
+            opts,
+            instance_id: instance_id.to_string(),
+            primary_subnet: subnet.to_string(),
+            primary_groups: groups,
+        }
+    }
+
     /// The EC2 client (for the leak sweep and `limits sync`).
     pub fn ec2(&self) -> &aws_sdk_ec2::Client {
         &self.ec2
@@ -364,6 +382,24 @@ impl Cloud for AwsCloud {
     }
 
     async fn allocate_eni(&self, ips: u32, prefixes: u32) -> Result<Interface, CloudError> {
+        let (_, mac) = self.create_and_attach(ips, prefixes).await?;
+        self.wait_in_imds(&mac).await
+    }
+
+    async fn free_eni(&self, eni: &str) -> Result<(), CloudError> {
+        self.detach_and_delete(eni).await
+    }
+}
+
+impl AwsCloud {
+    /// Create an ENI (subnet and groups of the primary ENI, upstream description and tags),
+    /// attach it at the lowest free device index, set DeleteOnTermination; an ENI whose attach
+    /// failed is deleted. Returns (ENI ID, MAC).
+    pub async fn create_and_attach(
+        &self,
+        ips: u32,
+        prefixes: u32,
+    ) -> Result<(String, String), CloudError> {
         let mut create = self
             .ec2
             .create_network_interface()
@@ -431,10 +467,11 @@ impl Cloud for AwsCloud {
             return Err(e);
         }
         tracing::info!(eni = %eni, "ENI created and attached");
-        self.wait_in_imds(&mac).await
+        Ok((eni, mac))
     }
 
-    async fn free_eni(&self, eni: &str) -> Result<(), CloudError> {
+    /// Detach (when attached) and delete, retrying while EC2 reports the ENI in use.
+    pub async fn detach_and_delete(&self, eni: &str) -> Result<(), CloudError> {
         let out = self
             .ec2
             .describe_network_interfaces()
