@@ -4,6 +4,7 @@
 //! against `vpc-cni emulate` in tests. This is the only crate that compiles the SDK.
 
 mod imds;
+pub mod limits_sync;
 pub mod sweep;
 
 use std::collections::BTreeMap;

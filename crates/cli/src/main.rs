@@ -6,6 +6,7 @@ mod emulate_cmd;
 mod init_cmd;
 mod inspect_cmd;
 mod leaked_cmd;
+mod limits_cmd;
 mod maxpods_cmd;
 mod plan_cmd;
 mod simulate_cmd;
@@ -42,6 +43,8 @@ enum Command {
     Emulate(emulate_cmd::Args),
     /// Find (and with --delete remove) ENIs the CNI created that are no longer attached.
     LeakedEnis(leaked_cmd::Args),
+    /// The instance table: `limits sync` builds it from EC2 DescribeInstanceTypes.
+    Limits(limits_cmd::Args),
     /// Install the plugin and, once ipamd is healthy, the CNI network configuration.
     Init(init_cmd::Args),
     /// Show a running daemon's ENIs, addresses, assignments and pool state.
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Init(args) => init_cmd::run(args),
         Command::Emulate(args) => emulate_cmd::run(args),
+        Command::Limits(args) => limits_cmd::run(args),
         Command::LeakedEnis(args) => leaked_cmd::run(args),
     };
     match result {
