@@ -145,6 +145,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
                 .context("connecting to EC2 and IMDS (AWS_ENDPOINT_URL_EC2 / AWS_EC2_METADATA_SERVICE_ENDPOINT move them)")?;
+            if !std::env::var("DISABLE_LEAKED_ENI_CLEANUP").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+                tokio::spawn(leak_sweep_loop(cloud.clone()));
+            }
             let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
             vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
             Ok(())
@@ -163,6 +166,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// Upstream's `cleanUpLeakedENIs`: a random 0–299 s pause, a sweep, then one every hour.
+async fn leak_sweep_loop(cloud: vpc_cni_aws::AwsCloud) {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 300);
+    tokio::time::sleep(std::time::Duration::from_secs(u64::from(jitter))).await;
+    let imds = vpc_cni_aws::Imds::new();
+    loop {
+        let vpc = match imds.required("mac").await {
+            Ok(mac) => {
+                imds.required(&format!("network/interfaces/macs/{mac}/vpc-id"))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match vpc {
+            Ok(vpc) => match cloud.sweep_leaked(&vpc, true).await {
+                Ok(r) => {
+                    tracing::info!(deleted = ?r.deleted, tagged = ?r.tagged, young = r.young.len(), "leaked-ENI sweep")
+                }
+                Err(e) => {
+                    tracing::warn!(code = %e.code, error = %e.message, "leaked-ENI sweep failed")
+                }
+            },
+            Err(e) => tracing::warn!(error = %e.message, "leaked-ENI sweep: no VPC ID from IMDS"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
 }
 
 /// `CLUSTER_NAME`, `ADDITIONAL_ENI_TAGS` (a JSON object of strings) and the retry budget.

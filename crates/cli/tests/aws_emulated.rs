@@ -3,51 +3,20 @@
 //! addresses, tags, DeleteOnTermination) is what the daemon's datastore holds.
 
 #[allow(dead_code)]
+#[path = "support/emu.rs"]
+mod emu;
+#[allow(dead_code)]
 #[path = "support/grpc.rs"]
 mod grpc;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use emu::emulator;
 use grpc::{Daemon, connect};
 use serde_json::Value;
 use vpc_cni_proto::rpc::AddNetworkRequest;
-
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn emulator(extra: &[&str]) -> (Kill, Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
-        .args([
-            "emulate",
-            "--ec2-addr",
-            "127.0.0.1:0",
-            "--imds-addr",
-            "127.0.0.1:0",
-            "--latency-scale",
-            "0",
-            "--output",
-            "json",
-        ])
-        .args(extra)
-        .env_remove("VPC_CNI_DATA_DIR")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (Kill(child), serde_json::from_str(&line).unwrap())
-}
 
 fn python() -> String {
     std::env::var("VPC_CNI_PYTHON")

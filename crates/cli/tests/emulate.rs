@@ -1,44 +1,16 @@
 //! `vpc-cni emulate` from outside: boto3 (an AWS SDK that parses EC2's XML by the service model)
 //! drives every EC2 action the CNI uses, and plain HTTP checks the IMDSv2 token flow.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+#[allow(dead_code)]
+#[path = "support/emu.rs"]
+mod emu;
 
-struct Kill(std::process::Child);
+use std::process::Command;
 
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use emu::{Kill, emulator};
 
 fn start(extra: &[&str]) -> (Kill, serde_json::Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
-        .args([
-            "emulate",
-            "--ec2-addr",
-            "127.0.0.1:0",
-            "--imds-addr",
-            "127.0.0.1:0",
-            "--latency-scale",
-            "0",
-            "--output",
-            "json",
-        ])
-        .args(extra)
-        .env_remove("VPC_CNI_DATA_DIR")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("endpoints line {line:?}: {e}"));
-    (Kill(child), v)
+    emulator(extra)
 }
 
 #[test]

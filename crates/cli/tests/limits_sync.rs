@@ -2,22 +2,17 @@
 //! data: the table it writes loads, gives the calculator's answers, and agrees with the
 //! reference table on the types both know.
 
+#[allow(dead_code)]
+#[path = "support/emu.rs"]
+mod emu;
 mod support;
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use emu::Kill;
 use serde_json::Value;
-
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn sync_from_describe_instance_types() {

@@ -344,8 +344,8 @@ fn to_rule(m: &RuleMessage) -> Rule {
     r
 }
 
-/// Add a rule.
-pub async fn add_rule(h: &Handle, r: &Rule) -> Result<()> {
+/// The request describing `r` (selectors, priority, table, fwmark).
+fn rule_request(h: &Handle, r: &Rule) -> rtnetlink::RuleAddRequest<Ipv4Addr> {
     let mut req = h
         .rule()
         .add()
@@ -365,7 +365,12 @@ pub async fn add_rule(h: &Handle, r: &Rule) -> Result<()> {
             .attributes
             .push(RuleAttribute::FwMask(mask));
     }
-    match req.execute().await {
+    req
+}
+
+/// Add a rule (an identical one already there is success).
+pub async fn add_rule(h: &Handle, r: &Rule) -> Result<()> {
+    match rule_request(h, r).execute().await {
         Err(e) if errno(&e) == EEXIST => Ok(()),
         other => other.map_err(DataplaneError::netlink(format!("add rule {r:?}"))),
     }
@@ -374,19 +379,7 @@ pub async fn add_rule(h: &Handle, r: &Rule) -> Result<()> {
 /// Delete the rule matching `r` exactly (priority, table, selectors) without listing rules;
 /// `Ok(false)` when there was none.
 pub async fn del_rule_matching(h: &Handle, r: &Rule) -> Result<bool> {
-    let mut req = h
-        .rule()
-        .add()
-        .v4()
-        .priority(r.priority)
-        .table_id(r.table)
-        .action(RuleAction::ToTable);
-    if let Some(src) = r.src {
-        req = req.source_prefix(src.addr(), src.prefix_len());
-    }
-    if let Some(dst) = r.dst {
-        req = req.destination_prefix(dst.addr(), dst.prefix_len());
-    }
+    let mut req = rule_request(h, r);
     let msg = req.message_mut().clone();
     match h.rule().del(msg).execute().await {
         Ok(()) => Ok(true),

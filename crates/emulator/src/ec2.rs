@@ -54,25 +54,7 @@ fn param(m: String) -> ApiError {
 
 /// ISO-8601 UTC for a simulated time, counted from `epoch_secs`.
 pub fn timestamp(epoch_secs: u64, t: Time) -> String {
-    let secs = epoch_secs + t.0 / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        t.0 % 1000
-    )
+    Time(epoch_secs * 1000 + t.0).rfc3339(true)
 }
 
 /// One request's context.
