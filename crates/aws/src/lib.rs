@@ -251,10 +251,10 @@ impl AwsCloud {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     let err = cloud_error("DeleteNetworkInterface", e);
-                    if err.code == "InvalidNetworkInterfaceID.NotFound" {
+                    if err.kind() == vpc_cni_cloud::ErrorKind::NotFound {
                         return Ok(());
                     }
-                    if err.code != "InvalidNetworkInterface.InUse" || attempt == 9 {
+                    if err.kind() != vpc_cni_cloud::ErrorKind::InUse || attempt == 9 {
                         return Err(err);
                     }
                 }

@@ -179,6 +179,12 @@ async fn run(prefix_mode: bool, pods: u32, max_pods: &str) {
         assert_eq!(ours.len(), 3);
         let r = c.add_network(req(pods)).await.unwrap().into_inner();
         assert!(!r.success, "no address beyond the instance's limits");
+        let m = d.get(d.metrics, "/metrics");
+        let created = m
+            .lines()
+            .find_map(|l| l.strip_prefix("awscni_aws_api_latency_ms_count{api=\"CreateNetworkInterface\",error=\"false\",status=\"200\"} "))
+            .unwrap_or_else(|| panic!("no latency series for CreateNetworkInterface in:\n{m}"));
+        assert_eq!(created, "2", "two ENIs created");
     }
 }
 

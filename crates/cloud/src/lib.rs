@@ -22,10 +22,93 @@ pub struct CloudError {
     pub message: String,
 }
 
+/// The AWS error codes the daemon and the backends react to, typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `InsufficientCidrBlocks`: no aligned /28 left in the subnet.
+    InsufficientCidrBlocks,
+    /// `InsufficientFreeAddressesInSubnet`.
+    InsufficientFreeAddressesInSubnet,
+    /// `PrivateIpAddressLimitExceeded`: the ENI is full.
+    PrivateIpAddressLimitExceeded,
+    /// `AttachmentLimitExceeded`: the instance has its maximum of ENIs.
+    AttachmentLimitExceeded,
+    /// `RequestLimitExceeded` or another throttling code.
+    Throttled,
+    /// `UnauthorizedOperation`: missing IAM permission.
+    Unauthorized,
+    /// `InvalidNetworkInterface.InUse`.
+    InUse,
+    /// Any `*.NotFound`.
+    NotFound,
+    /// Anything else (server errors, local failures).
+    Other,
+}
+
 impl CloudError {
+    /// The typed kind of the error code.
+    pub fn kind(&self) -> ErrorKind {
+        match self.code.as_str() {
+            "InsufficientCidrBlocks" => ErrorKind::InsufficientCidrBlocks,
+            "InsufficientFreeAddressesInSubnet" => ErrorKind::InsufficientFreeAddressesInSubnet,
+            "PrivateIpAddressLimitExceeded" => ErrorKind::PrivateIpAddressLimitExceeded,
+            "AttachmentLimitExceeded" => ErrorKind::AttachmentLimitExceeded,
+            "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => ErrorKind::Throttled,
+            "UnauthorizedOperation" => ErrorKind::Unauthorized,
+            "InvalidNetworkInterface.InUse" => ErrorKind::InUse,
+            c if c.ends_with(".NotFound") => ErrorKind::NotFound,
+            _ => ErrorKind::Other,
+        }
+    }
+
     /// Whether the subnet is out of addresses (ipamd then pauses growth for 120 s).
     pub fn is_insufficient_addresses(&self) -> bool {
-        self.code == "InsufficientCidrBlocks" || self.code == "InsufficientFreeAddressesInSubnet"
+        matches!(
+            self.kind(),
+            ErrorKind::InsufficientCidrBlocks | ErrorKind::InsufficientFreeAddressesInSubnet
+        )
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_kinds() {
+        let cases = [
+            ("InsufficientCidrBlocks", ErrorKind::InsufficientCidrBlocks),
+            (
+                "InsufficientFreeAddressesInSubnet",
+                ErrorKind::InsufficientFreeAddressesInSubnet,
+            ),
+            (
+                "PrivateIpAddressLimitExceeded",
+                ErrorKind::PrivateIpAddressLimitExceeded,
+            ),
+            (
+                "AttachmentLimitExceeded",
+                ErrorKind::AttachmentLimitExceeded,
+            ),
+            ("RequestLimitExceeded", ErrorKind::Throttled),
+            ("UnauthorizedOperation", ErrorKind::Unauthorized),
+            ("InvalidNetworkInterface.InUse", ErrorKind::InUse),
+            ("InvalidNetworkInterfaceID.NotFound", ErrorKind::NotFound),
+            ("InvalidAttachmentID.NotFound", ErrorKind::NotFound),
+            ("InternalError", ErrorKind::Other),
+        ];
+        for (code, kind) in cases {
+            let e = CloudError {
+                code: code.into(),
+                message: String::new(),
+            };
+            assert_eq!(e.kind(), kind, "{code}");
+            assert_eq!(
+                e.is_insufficient_addresses(),
+                code.starts_with("Insufficient"),
+                "{code}"
+            );
+        }
     }
 }
 

@@ -11,12 +11,17 @@ use std::sync::Mutex;
 enum Kind {
     Counter,
     Gauge,
+    /// `_sum` and `_count` series (no quantiles).
+    Summary,
 }
+
+type Labels = Vec<(&'static str, String)>;
 
 struct Family {
     help: &'static str,
     kind: Kind,
-    values: BTreeMap<Vec<(&'static str, String)>, f64>,
+    values: BTreeMap<Labels, f64>,
+    counts: BTreeMap<Labels, u64>,
 }
 
 /// The daemon's metrics.
@@ -60,6 +65,11 @@ const FAMILIES: &[(&str, &str, Kind)] = &[
         "awscni_aws_api_error_count",
         "The number of times AWS API returns an error",
         Kind::Counter,
+    ),
+    (
+        "awscni_aws_api_latency_ms",
+        "AWS API call latency in ms",
+        Kind::Summary,
     ),
     (
         "awscni_reconcile_count",
@@ -124,6 +134,7 @@ impl Default for Metrics {
                         help,
                         kind,
                         values: BTreeMap::new(),
+                        counts: BTreeMap::new(),
                     },
                 )
             })
@@ -149,6 +160,17 @@ impl Metrics {
         self.with(name, labels, |v| *v += 1.0);
     }
 
+    /// Record one observation of a summary.
+    pub fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
+        let mut fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let fam = fams
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("metric {name} is registered"));
+        let key: Labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        *fam.values.entry(key.clone()).or_insert(0.0) += value;
+        *fam.counts.entry(key).or_insert(0) += 1;
+    }
+
     /// Set a gauge.
     pub fn set(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
         self.with(name, labels, |v| *v = value);
@@ -162,6 +184,7 @@ impl Metrics {
             let kind = match fam.kind {
                 Kind::Counter => "counter",
                 Kind::Gauge => "gauge",
+                Kind::Summary => "summary",
             };
             let _ = writeln!(out, "# HELP {name} {}", fam.help);
             let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -170,16 +193,23 @@ impl Metrics {
                 let _ = writeln!(out, "{name} 0");
             }
             for (labels, v) in &fam.values {
-                if labels.is_empty() {
-                    let _ = writeln!(out, "{name} {v}");
+                let l: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| {
+                        format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+                    })
+                    .collect();
+                let l = if l.is_empty() {
+                    String::new()
                 } else {
-                    let l: Vec<String> = labels
-                        .iter()
-                        .map(|(k, v)| {
-                            format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
-                        })
-                        .collect();
-                    let _ = writeln!(out, "{name}{{{}}} {v}", l.join(","));
+                    format!("{{{}}}", l.join(","))
+                };
+                if fam.kind == Kind::Summary {
+                    let n = fam.counts.get(labels).copied().unwrap_or(0);
+                    let _ = writeln!(out, "{name}_sum{l} {v}");
+                    let _ = writeln!(out, "{name}_count{l} {n}");
+                } else {
+                    let _ = writeln!(out, "{name}{l} {v}");
                 }
             }
         }
@@ -205,5 +235,27 @@ mod tests {
         assert!(text.contains("awscni_del_ip_req_count{reason=\"PodDeleted\"} 1"));
         assert!(text.contains("awscni_total_ip_addresses 14"));
         assert!(text.contains("awscni_no_available_ip_addresses 0"));
+        m.observe(
+            "awscni_aws_api_latency_ms",
+            &[("api", "AssignPrivateIpAddresses"), ("error", "false")],
+            12.5,
+        );
+        m.observe(
+            "awscni_aws_api_latency_ms",
+            &[("api", "AssignPrivateIpAddresses"), ("error", "false")],
+            7.5,
+        );
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE awscni_aws_api_latency_ms summary"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "awscni_aws_api_latency_ms_sum{api=\"AssignPrivateIpAddresses\",error=\"false\"} 20"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("awscni_aws_api_latency_ms_count{api=\"AssignPrivateIpAddresses\",error=\"false\"} 2"), "{text}");
     }
 }

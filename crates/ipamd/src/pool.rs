@@ -23,7 +23,7 @@ pub async fn run<C: Cloud>(shared: Arc<Shared<C>>) {
         cycle(&shared).await;
         if last_reconcile.elapsed() >= shared.cfg.reconcile {
             last_reconcile = tokio::time::Instant::now();
-            match shared.cloud.interfaces().await {
+            match timed(&shared, "GetMetadata", shared.cloud.interfaces()).await {
                 Ok(list) if !list.is_empty() => {
                     crate::reconcile::reconcile(&shared, &list);
                 }
@@ -58,6 +58,28 @@ fn split(count: u32, kind: CidrKind) -> (u32, u32) {
         CidrKind::SecondaryIp => (count, 0),
         CidrKind::Prefix => (0, count),
     }
+}
+
+/// Run one cloud call and record its latency in `awscni_aws_api_latency_ms` (`status` is "200",
+/// or the AWS error code: the Cloud trait does not carry HTTP statuses).
+async fn timed<C: Cloud, T>(
+    s: &Shared<C>,
+    api: &'static str,
+    call: impl std::future::Future<Output = Result<T, CloudError>>,
+) -> Result<T, CloudError> {
+    let started = std::time::Instant::now();
+    let r = call.await;
+    let status = r.as_ref().err().map_or("200", |e| e.code.as_str());
+    s.metrics.observe(
+        "awscni_aws_api_latency_ms",
+        &[
+            ("api", api),
+            ("error", if r.is_err() { "true" } else { "false" }),
+            ("status", status),
+        ],
+        started.elapsed().as_secs_f64() * 1e3,
+    );
+    r
 }
 
 fn record_error<C: Cloud>(s: &Shared<C>, api: &'static str, f: &'static str, e: &CloudError) {
@@ -122,13 +144,23 @@ fn execute<C: Cloud>(
                     "awscni_ec2api_req_count",
                     &[("fn", "AssignPrivateIpAddresses")],
                 );
-                let mut r = s.cloud.assign(&eni, ips, pfx).await;
+                let mut r = timed(
+                    s,
+                    "AssignPrivateIpAddresses",
+                    s.cloud.assign(&eni, ips, pfx),
+                )
+                .await;
                 if let Err(e) = &r
                     && !e.is_insufficient_addresses()
-                    && e.code != "PrivateIpAddressLimitExceeded"
+                    && e.kind() != vpc_cni_cloud::ErrorKind::PrivateIpAddressLimitExceeded
                 {
                     let (ips, pfx) = split(1, kind);
-                    r = s.cloud.assign(&eni, ips, pfx).await;
+                    r = timed(
+                        s,
+                        "AssignPrivateIpAddresses",
+                        s.cloud.assign(&eni, ips, pfx),
+                    )
+                    .await;
                 }
                 match r {
                     Ok((ips, prefixes)) => add_addresses(s, &eni, &ips, &prefixes),
@@ -152,7 +184,7 @@ fn execute<C: Cloud>(
                     "awscni_ec2api_req_count",
                     &[("fn", "CreateNetworkInterface")],
                 );
-                match s.cloud.allocate_eni(ips, pfx).await {
+                match timed(s, "CreateNetworkInterface", s.cloud.allocate_eni(ips, pfx)).await {
                     Ok(i) => {
                         // The link is ready before any pod can get one of its addresses.
                         crate::hostnet::on_new_eni(s, &i).await;
@@ -169,7 +201,13 @@ fn execute<C: Cloud>(
                     &[("fn", "UnassignPrivateIpAddresses")],
                 );
                 crate::reconcile::note_released(s, &cidrs, now());
-                if let Err(e) = s.cloud.unassign(&eni, &cidrs).await {
+                if let Err(e) = timed(
+                    s,
+                    "UnassignPrivateIpAddresses",
+                    s.cloud.unassign(&eni, &cidrs),
+                )
+                .await
+                {
                     record_error(s, "UnassignPrivateIpAddresses", "decreaseIPPool", &e);
                 }
             }
@@ -187,7 +225,7 @@ fn execute<C: Cloud>(
                 } else {
                     None
                 };
-                let freed = s.cloud.free_eni(&eni).await;
+                let freed = timed(s, "DeleteNetworkInterface", s.cloud.free_eni(&eni)).await;
                 if let (Ok(()), Some(i)) = (&freed, &gone) {
                     crate::hostnet::on_eni_freed(s, i).await;
                 }
