@@ -5,6 +5,7 @@
 
 mod imds;
 pub mod limits_sync;
+pub mod subnets;
 pub mod sweep;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,9 @@ pub struct AwsOptions {
     /// Maximum attempts per EC2 call, throttling included (SDK standard retry, capped
     /// exponential back-off with jitter).
     pub max_attempts: u32,
+    /// `ENABLE_SUBNET_DISCOVERY` (upstream default true): new ENIs may go to other subnets of
+    /// the AZ tagged `kubernetes.io/role/cni`, most free addresses first.
+    pub subnet_discovery: bool,
 }
 
 /// Map an SDK error to the daemon's [`CloudError`] by AWS error code.
@@ -72,6 +76,8 @@ pub struct AwsCloud {
     instance_id: String,
     primary_subnet: String,
     primary_groups: Vec<String>,
+    /// (VPC ID, availability zone) for subnet discovery; `None`: unknown, primary subnet only.
+    placement: Option<(String, String)>,
 }
 
 fn parse_ip(s: &str, what: &str) -> Result<Ipv4Addr, CloudError> {
@@ -124,6 +130,10 @@ impl AwsCloud {
                     .collect()
             })
             .unwrap_or_default();
+        let vpc = imds
+            .required(&format!("network/interfaces/macs/{mac}/vpc-id"))
+            .await?;
+        let az = imds.required("placement/availability-zone").await?;
         Ok(AwsCloud {
             ec2,
             imds,
@@ -131,6 +141,7 @@ impl AwsCloud {
             instance_id,
             primary_subnet,
             primary_groups,
+            placement: Some((vpc, az)),
         })
     }
 
@@ -140,6 +151,7 @@ impl AwsCloud {
         instance_id: &str,
         subnet: &str,
         groups: Vec<String>,
+        placement: Option<(String, String)>,
         opts: AwsOptions,
     ) -> Self {
         AwsCloud {
@@ -149,7 +161,66 @@ impl AwsCloud {
             instance_id: instance_id.to_string(),
             primary_subnet: subnet.to_string(),
             primary_groups: groups,
+            placement,
         }
+    }
+
+    /// Subnets to try for a new ENI, in order (spec c.5). Discovery off, no placement known or
+    /// `DescribeSubnets` failing: the primary subnet (the fallback upstream's README promises).
+    pub async fn candidate_subnets(&self) -> Vec<String> {
+        let primary = vec![self.primary_subnet.clone()];
+        let Some((vpc, az)) = self
+            .placement
+            .as_ref()
+            .filter(|_| self.opts.subnet_discovery)
+        else {
+            return primary;
+        };
+        let r = self
+            .ec2
+            .describe_subnets()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("vpc-id")
+                    .values(vpc)
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("availability-zone")
+                    .values(az)
+                    .build(),
+            )
+            .send()
+            .await;
+        let out = match r {
+            Ok(o) => o,
+            Err(e) => {
+                let e = cloud_error("DescribeSubnets", e);
+                tracing::warn!(error = %e.message, "subnet discovery failed; using the primary subnet");
+                return primary;
+            }
+        };
+        let views: Vec<subnets::SubnetView> = out
+            .subnets()
+            .iter()
+            .map(|s| subnets::SubnetView {
+                id: s.subnet_id().unwrap_or_default().to_string(),
+                free: s.available_ip_address_count().unwrap_or(0).max(0) as u32,
+                tags: s
+                    .tags()
+                    .iter()
+                    .filter_map(|t| {
+                        Some((t.key()?.to_string(), t.value().unwrap_or("").to_string()))
+                    })
+                    .collect(),
+            })
+            .collect();
+        subnets::eligible(
+            &views,
+            &self.primary_subnet,
+            self.opts.cluster_name.as_deref(),
+        )
     }
 
     /// The EC2 client (for the leak sweep and `limits sync`).
@@ -401,31 +472,50 @@ impl AwsCloud {
         ips: u32,
         prefixes: u32,
     ) -> Result<(String, String), CloudError> {
-        let mut create = self
-            .ec2
-            .create_network_interface()
-            .subnet_id(&self.primary_subnet)
-            .description(format!("aws-K8S-{}", self.instance_id))
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::NetworkInterface)
-                    .set_tags(Some(self.tags()))
-                    .build(),
-            );
-        for g in &self.primary_groups {
-            create = create.groups(g);
+        let candidates = self.candidate_subnets().await;
+        let mut last = None;
+        let mut made = None;
+        for subnet in &candidates {
+            let mut create = self
+                .ec2
+                .create_network_interface()
+                .subnet_id(subnet)
+                .description(format!("aws-K8S-{}", self.instance_id))
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::NetworkInterface)
+                        .set_tags(Some(self.tags()))
+                        .build(),
+                );
+            for g in &self.primary_groups {
+                create = create.groups(g);
+            }
+            create = if prefixes > 0 {
+                create.ipv4_prefix_count(prefixes as i32)
+            } else if ips > 0 {
+                create.secondary_private_ip_address_count(ips as i32)
+            } else {
+                create
+            };
+            match create.send().await {
+                Ok(m) => {
+                    made = Some(m);
+                    break;
+                }
+                // A full subnet: the next candidate may have room.
+                Err(e) => {
+                    let e = cloud_error("CreateNetworkInterface", e);
+                    let full = e.is_insufficient_addresses();
+                    last = Some(e);
+                    if !full {
+                        break;
+                    }
+                }
+            }
         }
-        create = if prefixes > 0 {
-            create.ipv4_prefix_count(prefixes as i32)
-        } else if ips > 0 {
-            create.secondary_private_ip_address_count(ips as i32)
-        } else {
-            create
+        let Some(made) = made else {
+            return Err(last.unwrap_or(CloudError { code: "NoEligibleSubnet".into(), message: "CreateNetworkInterface: no eligible subnet (the primary subnet is tagged kubernetes.io/role/cni=0)".into() }));
         };
-        let made = create
-            .send()
-            .await
-            .map_err(|e| cloud_error("CreateNetworkInterface", e))?;
         let ni = made.network_interface().ok_or_else(|| CloudError {
             code: "InvalidResponse".into(),
             message: "CreateNetworkInterface returned no interface".into(),

@@ -77,15 +77,29 @@ async fn backend_calls_succeed_against_moto() {
     let opts = AwsOptions {
         cluster_name: Some("moto".into()),
         max_attempts: 3,
+        subnet_discovery: true,
         ..Default::default()
     };
     let instance = ids["instance"].as_str().unwrap();
+    let placement = Some((
+        ids["vpc"].as_str().unwrap().to_string(),
+        "us-east-1a".to_string(),
+    ));
     let cloud = AwsCloud::from_parts(
         ec2.clone(),
         instance,
         ids["subnet"].as_str().unwrap(),
         vec![ids["sg"].as_str().unwrap().into()],
+        placement,
         opts,
+    );
+    assert_eq!(
+        cloud.candidate_subnets().await,
+        [
+            ids["extra_subnet"].as_str().unwrap(),
+            ids["subnet"].as_str().unwrap()
+        ],
+        "the tagged subnet (more free addresses) first"
     );
 
     let (eni, mac) = cloud
@@ -104,6 +118,11 @@ async fn backend_calls_succeed_against_moto() {
         ni.attachment().and_then(|a| a.device_index()),
         Some(1),
         "lowest free index"
+    );
+    assert_eq!(
+        ni.subnet_id(),
+        ids["extra_subnet"].as_str(),
+        "subnet discovery placed it"
     );
     // moto accepts ModifyNetworkInterfaceAttribute(Attachment.DeleteOnTermination) but ignores
     // it (a known moto gap); the emulator tests check the value itself.

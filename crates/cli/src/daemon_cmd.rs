@@ -210,6 +210,8 @@ fn aws_options() -> anyhow::Result<vpc_cni_aws::AwsOptions> {
         cluster_name: std::env::var("CLUSTER_NAME").ok().filter(|c| !c.is_empty()),
         additional_tags,
         max_attempts: 10,
+        subnet_discovery: !std::env::var("ENABLE_SUBNET_DISCOVERY")
+            .is_ok_and(|v| v.eq_ignore_ascii_case("false")),
     })
 }
 
