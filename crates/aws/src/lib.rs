@@ -461,6 +461,28 @@ impl Cloud for AwsCloud {
     async fn free_eni(&self, eni: &str) -> Result<(), CloudError> {
         self.detach_and_delete(eni).await
     }
+
+    async fn instance_type(
+        &self,
+        name: &str,
+    ) -> Result<Option<vpc_cni_limits::InstanceType>, CloudError> {
+        let out = self
+            .ec2
+            .describe_instance_types()
+            .instance_types(aws_sdk_ec2::types::InstanceType::from(name))
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeInstanceTypes", e))?;
+        Ok(out
+            .instance_types()
+            .first()
+            .and_then(limits_sync::convert)
+            .map(|s| vpc_cni_limits::InstanceType {
+                name: name.to_string(),
+                limits: s.limits,
+                vcpus: s.vcpus,
+            }))
+    }
 }
 
 impl AwsCloud {

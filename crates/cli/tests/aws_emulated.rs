@@ -357,3 +357,35 @@ fn node_termination_and_the_leak_sweep() {
         "only the old leak was deleted: {stats}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_missing_from_the_table_comes_from_describe_instance_types() {
+    // The emulator knows m6a.large from the reference data; the daemon only has its 21 built-ins.
+    let data = std::env::var("VPC_CNI_TEST_DATA_DIR")
+        .expect("VPC_CNI_TEST_DATA_DIR (scripts/check sets it)");
+    let (_emu, ep) = emulator(&["--instance-type", "m6a.large", "--data-dir", &data]);
+    let dir = tempfile::tempdir().unwrap();
+    let ec2 = ep["ec2"].as_str().unwrap().to_string();
+    let imds = ep["imds"][0]["endpoint"].as_str().unwrap().to_string();
+    let env = [
+        ("AWS_ENDPOINT_URL_EC2", ec2.as_str()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()),
+        ("AWS_ACCESS_KEY_ID", "emulator"),
+        ("AWS_SECRET_ACCESS_KEY", "emulator"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let d = Daemon::start(dir.path(), &env, &["--cloud", "aws"]);
+    assert!(
+        d.log().contains("limits from DescribeInstanceTypes"),
+        "{}",
+        d.log()
+    );
+    let mut c = connect(&d.socket()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.add_network(req(0)).await.unwrap().into_inner().success {
+        assert!(Instant::now() < deadline, "no address on m6a.large");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = d.get(d.metrics, "/metrics");
+    assert!(m.contains("awscni_eni_max 3"), "m6a.large: 3 ENIs\n{m}");
+}

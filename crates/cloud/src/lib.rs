@@ -181,4 +181,11 @@ pub trait Cloud: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Interface, CloudError>> + Send;
     /// Detach and delete an ENI.
     fn free_eni(&self, eni: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// `DescribeInstanceTypes` for a type the limits table lacks (`None`: not available here).
+    fn instance_type(
+        &self,
+        _name: &str,
+    ) -> impl Future<Output = Result<Option<vpc_cni_limits::InstanceType>, CloudError>> + Send {
+        async { Ok(None) }
+    }
 }

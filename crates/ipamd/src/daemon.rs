@@ -80,7 +80,19 @@ pub async fn init<C: Cloud>(
     table: &LimitsTable,
 ) -> Result<Arc<Shared<C>>, DaemonError> {
     let meta = cloud.instance().await?;
-    let t = table.get(&meta.instance_type)?;
+    let owned;
+    let t = match table.get(&meta.instance_type) {
+        Ok(t) => t,
+        // Upstream asks EC2 for types missing from its built-in table.
+        Err(e) => match cloud.instance_type(&meta.instance_type).await? {
+            Some(found) => {
+                tracing::info!(instance_type = %found.name, "limits from DescribeInstanceTypes");
+                owned = found;
+                &owned
+            }
+            None => return Err(e.into()),
+        },
+    };
     let max = cfg.max_pods.unwrap_or_else(|| {
         let opts = MaxPodsOptions {
             cni_version: CniVersion {

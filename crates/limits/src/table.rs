@@ -105,6 +105,11 @@ pub struct LimitsTable {
 }
 
 impl LimitsTable {
+    /// Add (or replace) one type, e.g. learned from EC2 `DescribeInstanceTypes` at start.
+    pub fn insert(&mut self, t: InstanceType) {
+        self.types.insert(t.name.trim().to_ascii_lowercase(), t);
+    }
+
     /// The built-in set only.
     pub fn builtin() -> Self {
         let types = builtin::entries()
