@@ -139,19 +139,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     if args.cloud == CloudKind::Aws {
-        let opts = aws_options()?;
-        return rt.block_on(async move {
-            let cloud = vpc_cni_aws::AwsCloud::connect(opts)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
-                .context("connecting to EC2 and IMDS (AWS_ENDPOINT_URL_EC2 / AWS_EC2_METADATA_SERVICE_ENDPOINT move them)")?;
-            if !std::env::var("DISABLE_LEAKED_ENI_CLEANUP").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
-                tokio::spawn(leak_sweep_loop(cloud.clone()));
-            }
-            let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
-            vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
-            Ok(())
-        });
+        #[cfg(not(feature = "aws"))]
+        anyhow::bail!(
+            "--cloud aws: this vpc-cni was built without the `aws` feature (cargo build --release -p vpc-cni)"
+        );
+        #[cfg(feature = "aws")]
+        return run_aws(rt, cfg, table);
     }
     let instance = table.get(&args.instance_type)?.clone();
     rt.block_on(async move {
@@ -168,6 +161,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
+/// `--cloud aws`: the daemon over EC2 and IMDS, with the hourly leak sweep.
+#[cfg(feature = "aws")]
+fn run_aws(
+    rt: tokio::runtime::Runtime,
+    cfg: DaemonConfig,
+    table: vpc_cni_limits::LimitsTable,
+) -> anyhow::Result<()> {
+    let opts = aws_options()?;
+    rt.block_on(async move {
+            let cloud = vpc_cni_aws::AwsCloud::connect(opts)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
+                .context("connecting to EC2 and IMDS (AWS_ENDPOINT_URL_EC2 / AWS_EC2_METADATA_SERVICE_ENDPOINT move them)")?;
+            if !std::env::var("DISABLE_LEAKED_ENI_CLEANUP").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+                tokio::spawn(leak_sweep_loop(cloud.clone()));
+            }
+            let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
+            vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
+            Ok(())
+    })
+}
+
+#[cfg(feature = "aws")]
 /// Upstream's `cleanUpLeakedENIs`: a random 0–299 s pause, a sweep, then one every hour.
 async fn leak_sweep_loop(cloud: vpc_cni_aws::AwsCloud) {
     let jitter = std::time::SystemTime::now()
@@ -198,6 +214,7 @@ async fn leak_sweep_loop(cloud: vpc_cni_aws::AwsCloud) {
     }
 }
 
+#[cfg(feature = "aws")]
 /// `CLUSTER_NAME`, `ADDITIONAL_ENI_TAGS` (a JSON object of strings) and the retry budget.
 fn aws_options() -> anyhow::Result<vpc_cni_aws::AwsOptions> {
     let additional_tags = match std::env::var("ADDITIONAL_ENI_TAGS") {

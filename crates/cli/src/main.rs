@@ -5,7 +5,9 @@ mod daemon_cmd;
 mod emulate_cmd;
 mod init_cmd;
 mod inspect_cmd;
+#[cfg(feature = "aws")]
 mod leaked_cmd;
+#[cfg(feature = "aws")]
 mod limits_cmd;
 mod maxpods_cmd;
 mod plan_cmd;
@@ -42,8 +44,10 @@ enum Command {
     /// Serve a simulated VPC over the EC2 Query API and IMDSv2 on loopback, for any AWS SDK.
     Emulate(emulate_cmd::Args),
     /// Find (and with --delete remove) ENIs the CNI created that are no longer attached.
+    #[cfg(feature = "aws")]
     LeakedEnis(leaked_cmd::Args),
     /// The instance table: `limits sync` builds it from EC2 DescribeInstanceTypes.
+    #[cfg(feature = "aws")]
     Limits(limits_cmd::Args),
     /// Install the plugin and, once ipamd is healthy, the CNI network configuration.
     Init(init_cmd::Args),
@@ -68,7 +72,9 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Init(args) => init_cmd::run(args),
         Command::Emulate(args) => emulate_cmd::run(args),
+        #[cfg(feature = "aws")]
         Command::Limits(args) => limits_cmd::run(args),
+        #[cfg(feature = "aws")]
         Command::LeakedEnis(args) => leaked_cmd::run(args),
     };
     match result {

@@ -90,13 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return print_all(&table, &opts, args.output);
     }
     let from_imds = if args.instance_type_from_imds {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let t = rt
-            .block_on(vpc_cni_aws::Imds::new().required("instance-type"))
-            .map_err(|e| anyhow::anyhow!("--instance-type-from-imds: {}", e.message))?;
-        Some(t)
+        Some(instance_type_from_imds()?)
     } else {
         None
     };
@@ -206,4 +200,18 @@ fn print_all(table: &LimitsTable, opts: &MaxPodsOptions, output: Output) -> anyh
     println!("{out}");
     println!("{} instance types from the {}", rows.len(), table.source());
     Ok(())
+}
+
+#[cfg(feature = "aws")]
+fn instance_type_from_imds() -> anyhow::Result<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(vpc_cni_aws::Imds::new().required("instance-type"))
+        .map_err(|e| anyhow::anyhow!("--instance-type-from-imds: {}", e.message))
+}
+
+#[cfg(not(feature = "aws"))]
+fn instance_type_from_imds() -> anyhow::Result<String> {
+    anyhow::bail!("--instance-type-from-imds: this vpc-cni was built without the `aws` feature")
 }
