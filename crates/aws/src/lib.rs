@@ -165,64 +165,6 @@ impl AwsCloud {
         }
     }
 
-    /// Subnets to try for a new ENI, in order (spec c.5). Discovery off, no placement known or
-    /// `DescribeSubnets` failing: the primary subnet (the fallback upstream's README promises).
-    pub async fn candidate_subnets(&self) -> Vec<String> {
-        let primary = vec![self.primary_subnet.clone()];
-        let Some((vpc, az)) = self
-            .placement
-            .as_ref()
-            .filter(|_| self.opts.subnet_discovery)
-        else {
-            return primary;
-        };
-        let r = self
-            .ec2
-            .describe_subnets()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("vpc-id")
-                    .values(vpc)
-                    .build(),
-            )
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("availability-zone")
-                    .values(az)
-                    .build(),
-            )
-            .send()
-            .await;
-        let out = match r {
-            Ok(o) => o,
-            Err(e) => {
-                let e = cloud_error("DescribeSubnets", e);
-                tracing::warn!(error = %e.message, "subnet discovery failed; using the primary subnet");
-                return primary;
-            }
-        };
-        let views: Vec<subnets::SubnetView> = out
-            .subnets()
-            .iter()
-            .map(|s| subnets::SubnetView {
-                id: s.subnet_id().unwrap_or_default().to_string(),
-                free: s.available_ip_address_count().unwrap_or(0).max(0) as u32,
-                tags: s
-                    .tags()
-                    .iter()
-                    .filter_map(|t| {
-                        Some((t.key()?.to_string(), t.value().unwrap_or("").to_string()))
-                    })
-                    .collect(),
-            })
-            .collect();
-        subnets::eligible(
-            &views,
-            &self.primary_subnet,
-            self.opts.cluster_name.as_deref(),
-        )
-    }
-
     /// The EC2 client (for the leak sweep and `limits sync`).
     pub fn ec2(&self) -> &aws_sdk_ec2::Client {
         &self.ec2
