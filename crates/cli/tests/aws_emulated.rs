@@ -73,6 +73,23 @@ fn http_get(base: &str, path: &str) -> Value {
     serde_json::from_str(text.split_once("\r\n\r\n").map_or("", |x| x.1)).unwrap()
 }
 
+/// `vpc-cni daemon --cloud aws` pointed at the emulator `ep` (first instance), plus `env`/`args`.
+fn aws_daemon(ep: &Value, dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Daemon {
+    let ec2 = ep["ec2"].as_str().unwrap();
+    let imds = ep["imds"][0]["endpoint"].as_str().unwrap();
+    let mut all = vec![
+        ("AWS_ENDPOINT_URL_EC2", ec2),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds),
+        ("AWS_ACCESS_KEY_ID", "emulator"),
+        ("AWS_SECRET_ACCESS_KEY", "emulator"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    all.extend_from_slice(env);
+    let mut a = vec!["--cloud", "aws"];
+    a.extend_from_slice(args);
+    Daemon::start(dir, &all, &a)
+}
+
 fn req(i: u32) -> AddNetworkRequest {
     AddNetworkRequest {
         k8s_pod_name: format!("pod-{i}"),
@@ -89,14 +106,7 @@ fn req(i: u32) -> AddNetworkRequest {
 async fn run(prefix_mode: bool, pods: u32, max_pods: &str) {
     let (_emu, ep) = emulator(&["--instance-type", "m5.large"]);
     let dir = tempfile::tempdir().unwrap();
-    let ec2 = ep["ec2"].as_str().unwrap().to_string();
-    let imds = ep["imds"][0]["endpoint"].as_str().unwrap().to_string();
     let env = [
-        ("AWS_ENDPOINT_URL_EC2", ec2.as_str()),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()),
-        ("AWS_ACCESS_KEY_ID", "emulator"),
-        ("AWS_SECRET_ACCESS_KEY", "emulator"),
-        ("AWS_REGION", "us-east-1"),
         ("CLUSTER_NAME", "emu"),
         ("ADDITIONAL_ENI_TAGS", r#"{"team":"net"}"#),
         (
@@ -106,11 +116,7 @@ async fn run(prefix_mode: bool, pods: u32, max_pods: &str) {
         // The upstream manifest's value; prefix mode with every target at 0 is refused.
         ("WARM_PREFIX_TARGET", "1"),
     ];
-    let d = Daemon::start(
-        dir.path(),
-        &env,
-        &["--cloud", "aws", "--max-pods", max_pods],
-    );
+    let d = aws_daemon(&ep, dir.path(), &env, &["--max-pods", max_pods]);
     let mut c = connect(&d.socket()).await;
     for i in 0..pods {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -202,19 +208,12 @@ async fn prefix_mode_110_pods_on_an_m5_large() {
 async fn thirty_percent_injected_errors_converge_and_leak_nothing() {
     let (_emu, ep) = emulator(&["--instance-type", "m5.large", "--error-rate", "0.3"]);
     let dir = tempfile::tempdir().unwrap();
-    let ec2 = ep["ec2"].as_str().unwrap().to_string();
-    let imds = ep["imds"][0]["endpoint"].as_str().unwrap().to_string();
     let env = [
-        ("AWS_ENDPOINT_URL_EC2", ec2.as_str()),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()),
-        ("AWS_ACCESS_KEY_ID", "emulator"),
-        ("AWS_SECRET_ACCESS_KEY", "emulator"),
-        ("AWS_REGION", "us-east-1"),
         ("IP_COOLDOWN_PERIOD", "0"),
         ("WARM_ENI_TARGET", "0"),
         ("WARM_IP_TARGET", "1"),
     ];
-    let d = Daemon::start(dir.path(), &env, &["--cloud", "aws", "--max-pods", "29"]);
+    let d = aws_daemon(&ep, dir.path(), &env, &["--max-pods", "29"]);
     let mut c = connect(&d.socket()).await;
     for i in 0..27 {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -238,7 +237,7 @@ async fn thirty_percent_injected_errors_converge_and_leak_nothing() {
         3,
         "three ENIs for 27 pods despite the errors"
     );
-    let stats = http_get(&ec2, "/_emulator/stats");
+    let stats = http_get(ep["ec2"].as_str().unwrap(), "/_emulator/stats");
     let injected = stats["errors"]["InternalError"].as_u64().unwrap_or(0);
     assert!(injected > 0, "errors were injected: {stats}");
     for i in 0..27 {
@@ -365,16 +364,7 @@ async fn a_type_missing_from_the_table_comes_from_describe_instance_types() {
         .expect("VPC_CNI_TEST_DATA_DIR (scripts/check sets it)");
     let (_emu, ep) = emulator(&["--instance-type", "m6a.large", "--data-dir", &data]);
     let dir = tempfile::tempdir().unwrap();
-    let ec2 = ep["ec2"].as_str().unwrap().to_string();
-    let imds = ep["imds"][0]["endpoint"].as_str().unwrap().to_string();
-    let env = [
-        ("AWS_ENDPOINT_URL_EC2", ec2.as_str()),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()),
-        ("AWS_ACCESS_KEY_ID", "emulator"),
-        ("AWS_SECRET_ACCESS_KEY", "emulator"),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    let d = Daemon::start(dir.path(), &env, &["--cloud", "aws"]);
+    let d = aws_daemon(&ep, dir.path(), &[], &[]);
     assert!(
         d.log().contains("limits from DescribeInstanceTypes"),
         "{}",
