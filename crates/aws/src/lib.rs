@@ -7,6 +7,7 @@ mod imds;
 pub mod limits_sync;
 pub mod subnets;
 pub mod sweep;
+pub mod tagging;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{NetworkInterfaceAttachmentChanges, ResourceType, Tag, TagSpecification};
 use ipnet::Ipv4Net;
-use vpc_cni_cloud::{Cloud, CloudError, InstanceMeta, Interface};
+use vpc_cni_cloud::{Cloud, CloudError, EniClasses, InstanceMeta, Interface};
 
 pub use imds::Imds;
 
@@ -26,8 +27,8 @@ pub const TAG_CLUSTER: &str = "cluster.k8s.amazonaws.com/name";
 /// Tag with the ENI's creation time.
 pub const TAG_CREATED_AT: &str = "node.k8s.amazonaws.com/createdAt";
 
-/// Settings of the backend (upstream variables).
-#[derive(Debug, Clone, Default)]
+/// Settings of the backend (upstream variables); `Default` has upstream's defaults.
+#[derive(Debug, Clone)]
 pub struct AwsOptions {
     /// `CLUSTER_NAME` (tag `cluster.k8s.amazonaws.com/name` when set).
     pub cluster_name: Option<String>,
@@ -39,6 +40,21 @@ pub struct AwsOptions {
     /// `ENABLE_SUBNET_DISCOVERY` (upstream default true): new ENIs may go to other subnets of
     /// the AZ tagged `kubernetes.io/role/cni`, most free addresses first.
     pub subnet_discovery: bool,
+    /// `MANAGE_UNTAGGED_ENI` (upstream default true): whether an attached ENI without this
+    /// node's instance tag is managed.
+    pub manage_untagged: bool,
+}
+
+impl Default for AwsOptions {
+    fn default() -> Self {
+        AwsOptions {
+            cluster_name: None,
+            additional_tags: BTreeMap::new(),
+            max_attempts: 10,
+            subnet_discovery: true,
+            manage_untagged: true,
+        }
+    }
 }
 
 /// Map an SDK error to the daemon's [`CloudError`] by AWS error code.
@@ -218,12 +234,10 @@ impl AwsCloud {
         })
     }
 
+    /// Tags of a new ENI: this node's tags and its creation time (the leak sweep's clock).
     fn tags(&self) -> Vec<Tag> {
-        let mut tags: BTreeMap<String, String> = self.opts.additional_tags.clone();
-        tags.insert(TAG_INSTANCE.into(), self.instance_id.clone());
-        if let Some(c) = &self.opts.cluster_name {
-            tags.insert(TAG_CLUSTER.into(), c.clone());
-        }
+        let mut tags = tagging::node_tags(&self.opts, &self.instance_id);
+        tags.insert(TAG_CREATED_AT.into(), sweep::rfc3339_now());
         tags.into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect()
@@ -402,6 +416,10 @@ impl Cloud for AwsCloud {
 
     async fn free_eni(&self, eni: &str) -> Result<(), CloudError> {
         self.detach_and_delete(eni).await
+    }
+
+    async fn manage_enis(&self, attached: &[Interface]) -> Result<EniClasses, CloudError> {
+        self.classify_and_tag(attached).await
     }
 
     async fn instance_type(

@@ -54,6 +54,16 @@ pub fn format_rfc3339(secs: u64) -> String {
     vpc_cni_ipam::Time::from_secs(secs).rfc3339(false)
 }
 
+/// Now as the RFC 3339 text of the `createdAt` tag.
+pub fn rfc3339_now() -> String {
+    format_rfc3339(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    )
+}
+
 impl AwsCloud {
     /// One sweep over the VPC (or the cluster); `delete = false` only reports.
     pub async fn sweep_leaked(

@@ -72,6 +72,9 @@ pub struct Args {
     /// Pool-loop period in milliseconds (upstream: 5000).
     #[arg(long, default_value_t = 5000, hide = true)]
     cycle_ms: u64,
+    /// Period of the reconciliation with IMDS in milliseconds (upstream: 60000).
+    #[arg(long, default_value_t = 60_000, hide = true)]
+    reconcile_ms: u64,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -132,6 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.host_network = args.host_network;
     cfg.sim_links = args.cloud == CloudKind::Sim;
     cfg.cycle = std::time::Duration::from_millis(args.cycle_ms.max(1));
+    cfg.reconcile = std::time::Duration::from_millis(args.reconcile_ms.max(1));
     init_logging()?;
     let table = args.data.table()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -215,20 +219,31 @@ async fn leak_sweep_loop(cloud: vpc_cni_aws::AwsCloud) {
 }
 
 #[cfg(feature = "aws")]
-/// `CLUSTER_NAME`, `ADDITIONAL_ENI_TAGS` (a JSON object of strings) and the retry budget.
+/// `CLUSTER_NAME`, `ADDITIONAL_ENI_TAGS` (a JSON object of strings; keys containing
+/// `k8s.amazonaws.com` are dropped as upstream does), `ENABLE_SUBNET_DISCOVERY`,
+/// `MANAGE_UNTAGGED_ENI`.
 fn aws_options() -> anyhow::Result<vpc_cni_aws::AwsOptions> {
-    let additional_tags = match std::env::var("ADDITIONAL_ENI_TAGS") {
-        Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v).with_context(|| {
-            format!("invalid ADDITIONAL_ENI_TAGS={v:?}: expected a JSON object of strings, e.g. {{\"team\":\"net\"}}")
-        })?,
-        _ => Default::default(),
-    };
+    let mut additional_tags: std::collections::BTreeMap<String, String> =
+        match std::env::var("ADDITIONAL_ENI_TAGS") {
+            Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v).with_context(|| {
+                format!("invalid ADDITIONAL_ENI_TAGS={v:?}: expected a JSON object of strings, e.g. {{\"team\":\"net\"}}")
+            })?,
+            _ => Default::default(),
+        };
+    additional_tags.retain(|k, _| {
+        let keep = !k.contains("k8s.amazonaws.com");
+        if !keep {
+            tracing::warn!(key = %k, "ADDITIONAL_ENI_TAGS: keys containing k8s.amazonaws.com are reserved; dropped");
+        }
+        keep
+    });
+    let off = |var: &str| std::env::var(var).is_ok_and(|v| v.eq_ignore_ascii_case("false"));
     Ok(vpc_cni_aws::AwsOptions {
         cluster_name: std::env::var("CLUSTER_NAME").ok().filter(|c| !c.is_empty()),
         additional_tags,
         max_attempts: 10,
-        subnet_discovery: !std::env::var("ENABLE_SUBNET_DISCOVERY")
-            .is_ok_and(|v| v.eq_ignore_ascii_case("false")),
+        subnet_discovery: !off("ENABLE_SUBNET_DISCOVERY"),
+        manage_untagged: !off("MANAGE_UNTAGGED_ENI"),
     })
 }
 

@@ -16,7 +16,7 @@ use crate::common::DataArgs;
 ///   AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_REGION=us-east-1
 ///
 /// The simulated VPC's throttling (AWS's token buckets), latencies (--latency-scale) and faults
-/// (--error-rate) apply. Runs until SIGTERM or Ctrl-C.
+/// (--error-rate, --throttle-rate) apply. Runs until SIGTERM or Ctrl-C.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Instance type of a simulated instance; repeat for several instances.
@@ -40,6 +40,10 @@ pub struct Args {
     /// Probability that an EC2 call fails with an injected InternalError.
     #[arg(long, default_value_t = 0.0)]
     error_rate: f64,
+    /// Probability that an EC2 call is refused with an injected RequestLimitExceeded (on top of
+    /// the token buckets).
+    #[arg(long, default_value_t = 0.0)]
+    throttle_rate: f64,
     /// Region IMDS reports.
     #[arg(long, default_value = "us-east-1")]
     region: String,
@@ -63,11 +67,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
-    if !(0.0..=1.0).contains(&args.error_rate) {
-        bail!(
-            "--error-rate {}: expected a probability from 0 to 1",
-            args.error_rate
-        );
+    for (flag, p) in [
+        ("--error-rate", args.error_rate),
+        ("--throttle-rate", args.throttle_rate),
+    ] {
+        if !(0.0..=1.0).contains(&p) {
+            bail!("{flag} {p}: expected a probability from 0 to 1");
+        }
     }
     let table = args.data.table()?;
     let instances = args
@@ -81,6 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         latency_scale: args.latency_scale,
         error_rate: args.error_rate,
+        throttle_rate: args.throttle_rate,
         region: args.region.clone(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -26,7 +26,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = rt.block_on(async {
         let opts = vpc_cni_aws::AwsOptions {
             cluster_name: std::env::var("CLUSTER_NAME").ok().filter(|c| !c.is_empty()),
-            max_attempts: 10,
             ..Default::default()
         };
         let cloud = vpc_cni_aws::AwsCloud::connect(opts)

@@ -108,7 +108,10 @@ async fn run(prefix_mode: bool, pods: u32, max_pods: &str) {
     let dir = tempfile::tempdir().unwrap();
     let env = [
         ("CLUSTER_NAME", "emu"),
-        ("ADDITIONAL_ENI_TAGS", r#"{"team":"net"}"#),
+        (
+            "ADDITIONAL_ENI_TAGS",
+            r#"{"team":"net","node.k8s.amazonaws.com/no_manage":"true"}"#,
+        ),
         (
             "ENABLE_PREFIX_DELEGATION",
             if prefix_mode { "true" } else { "false" },
@@ -160,20 +163,32 @@ async fn run(prefix_mode: bool, pods: u32, max_pods: &str) {
                 .map(|p| p.as_str().unwrap().to_string()),
         );
         assert_eq!(ours[id], cidrs, "addresses of {id}");
-        if !e["tags"].as_object().unwrap().is_empty() {
-            assert_eq!(
-                e["tags"]["node.k8s.amazonaws.com/instance_id"], ep["imds"][0]["instance_id"],
-                "{e}"
-            );
-            assert_eq!(
-                (
-                    e["tags"]["cluster.k8s.amazonaws.com/name"].as_str(),
-                    e["tags"]["team"].as_str()
-                ),
-                (Some("emu"), Some("net")),
-                "{e}"
-            );
+        // Every managed ENI carries this node's tags, the primary included (tagged at start).
+        assert_eq!(
+            e["tags"]["node.k8s.amazonaws.com/instance_id"], ep["imds"][0]["instance_id"],
+            "{e}"
+        );
+        assert_eq!(
+            (
+                e["tags"]["cluster.k8s.amazonaws.com/name"].as_str(),
+                e["tags"]["eks:eni:owner"].as_str(),
+                e["tags"]["team"].as_str()
+            ),
+            (Some("emu"), Some("amazon-vpc-cni"), Some("net")),
+            "{e}"
+        );
+        assert!(
+            e["tags"].get("node.k8s.amazonaws.com/no_manage").is_none(),
+            "reserved ADDITIONAL_ENI_TAGS key dropped: {e}"
+        );
+        if e["device"] != 0 {
             assert_eq!(e["delete_on_termination"], true, "{e}");
+            assert!(
+                e["tags"]["node.k8s.amazonaws.com/createdAt"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with('Z')),
+                "{e}"
+            );
         }
     }
     assert!(
@@ -205,8 +220,15 @@ async fn prefix_mode_110_pods_on_an_m5_large() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thirty_percent_injected_errors_converge_and_leak_nothing() {
-    let (_emu, ep) = emulator(&["--instance-type", "m5.large", "--error-rate", "0.3"]);
+async fn thirty_percent_injected_errors_and_throttling_converge_and_leak_nothing() {
+    let (_emu, ep) = emulator(&[
+        "--instance-type",
+        "m5.large",
+        "--error-rate",
+        "0.3",
+        "--throttle-rate",
+        "0.1",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let env = [
         ("IP_COOLDOWN_PERIOD", "0"),
@@ -240,6 +262,10 @@ async fn thirty_percent_injected_errors_converge_and_leak_nothing() {
     let stats = http_get(ep["ec2"].as_str().unwrap(), "/_emulator/stats");
     let injected = stats["errors"]["InternalError"].as_u64().unwrap_or(0);
     assert!(injected > 0, "errors were injected: {stats}");
+    let throttled = stats["errors"]["RequestLimitExceeded"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(throttled > 0, "calls were throttled: {stats}");
     for i in 0..27 {
         let mut del = vpc_cni_proto::rpc::DelNetworkRequest {
             k8s_pod_name: format!("pod-{i}"),
@@ -378,4 +404,158 @@ async fn a_type_missing_from_the_table_comes_from_describe_instance_types() {
     }
     let m = d.get(d.metrics, "/metrics");
     assert!(m.contains("awscni_eni_max 3"), "m6a.large: 3 ENIs\n{m}");
+}
+
+/// Attach ENIs by hand (boto3) as another tool would; returns their IDs.
+fn attach_by_hand(ep: &Value, spec: &str) -> Vec<String> {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python/attach_enis.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(ep["ec2"].as_str().unwrap())
+        .arg(ep["imds"][0]["instance_id"].as_str().unwrap())
+        .arg(spec)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Pods that get an address before the first refusal (each AddNetwork retried for 5 s).
+async fn fill(
+    c: &mut vpc_cni_proto::rpc::cni_backend_client::CniBackendClient<tonic::transport::Channel>,
+    limit: u32,
+) -> u32 {
+    for i in 0..limit {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !c.add_network(req(i)).await.unwrap().into_inner().success {
+            if Instant::now() > deadline {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    limit
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmanaged_enis_are_left_alone_and_untagged_ones_adopted_and_tagged() {
+    let (_emu, ep) = emulator(&["--instance-type", "m5.large"]);
+    let me = ep["imds"][0]["instance_id"].as_str().unwrap().to_string();
+    let ids = attach_by_hand(
+        &ep,
+        r#"[{"device": 1, "ips": 2, "tags": {"node.k8s.amazonaws.com/no_manage": "true"}},
+            {"device": 2, "ips": 2, "tags": {}}]"#,
+    );
+    let (no_manage, untagged) = (&ids[0], &ids[1]);
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("CLUSTER_NAME", "emu"),
+        ("WARM_ENI_TARGET", "1"),
+        ("IP_COOLDOWN_PERIOD", "0"),
+    ];
+    let d = aws_daemon(&ep, dir.path(), &env, &["--max-pods", "29"]);
+    let mut c = connect(&d.socket()).await;
+    let ours = daemon_state(&d);
+    assert!(
+        !ours.contains_key(no_manage),
+        "no_manage ENI not in the datastore: {ours:?}"
+    );
+    assert!(
+        ours.contains_key(untagged),
+        "untagged ENI adopted: {ours:?}"
+    );
+    let theirs = ec2_state(&ep);
+    let tags = |id: &str| theirs["attached"][id]["tags"].clone();
+    assert_eq!(
+        tags(untagged)["node.k8s.amazonaws.com/instance_id"],
+        me.as_str()
+    );
+    assert_eq!(tags(untagged)["cluster.k8s.amazonaws.com/name"], "emu");
+    assert_eq!(
+        tags(no_manage).as_object().unwrap().len(),
+        1,
+        "the unmanaged ENI's tags are untouched: {}",
+        tags(no_manage)
+    );
+    // One of the m5.large's 3 ENIs is not ours: 2 × 9 addresses for pods.
+    assert_eq!(fill(&mut c, 30).await, 18);
+    let m = d.get(d.metrics, "/metrics");
+    assert!(
+        m.lines().any(|l| l == "awscni_eni_max 2"),
+        "eni_max counts the unmanaged ENI out"
+    );
+    let ours = daemon_state(&d);
+    assert_eq!(ours.len(), 2);
+    assert!(!ours.contains_key(no_manage));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manage_untagged_eni_false_and_reconcile_classifies_new_enis() {
+    let (_emu, ep) = emulator(&["--instance-type", "m5.xlarge"]);
+    let me = ep["imds"][0]["instance_id"].as_str().unwrap().to_string();
+    let first = attach_by_hand(&ep, r#"[{"device": 1, "ips": 1, "tags": {}}]"#);
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("MANAGE_UNTAGGED_ENI", "false"),
+        ("WARM_ENI_TARGET", "0"),
+        ("WARM_IP_TARGET", "1"),
+    ];
+    let d = aws_daemon(
+        &ep,
+        dir.path(),
+        &env,
+        &["--max-pods", "58", "--reconcile-ms", "500"],
+    );
+    let ours = daemon_state(&d);
+    assert!(
+        !ours.contains_key(&first[0]),
+        "untagged ENI unmanaged: {ours:?}"
+    );
+    // Attached after start: one untagged (stays out), one carrying this node's tag (adopted).
+    let later = attach_by_hand(
+        &ep,
+        &format!(
+            r#"[{{"device": 2, "ips": 1, "tags": {{}}}},
+                {{"device": 3, "ips": 3, "tags": {{"node.k8s.amazonaws.com/instance_id": "{me}"}}}}]"#
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemon_state(&d).get(&later[1]).is_none_or(|c| c.len() < 3) {
+        assert!(
+            Instant::now() < deadline,
+            "tagged ENI never adopted; log: {}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ours = daemon_state(&d);
+    assert_eq!(
+        ours[&later[1]].len(),
+        3,
+        "its 3 addresses imported: {ours:?}"
+    );
+    assert!(
+        !ours.contains_key(&first[0]) && !ours.contains_key(&later[0]),
+        "{ours:?}"
+    );
+    let theirs = ec2_state(&ep);
+    for id in [&first[0], &later[0]] {
+        assert!(
+            theirs["attached"][id]["tags"]
+                .as_object()
+                .unwrap()
+                .is_empty(),
+            "unmanaged ENIs are not tagged: {theirs}"
+        );
+    }
+    let m = d.get(d.metrics, "/metrics");
+    assert!(
+        m.lines().any(|l| l == "awscni_eni_max 2"),
+        "4 ENIs, 2 unmanaged:\n{m}"
+    );
 }

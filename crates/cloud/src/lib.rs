@@ -152,6 +152,16 @@ pub struct Interface {
     pub prefixes: Vec<Ipv4Net>,
 }
 
+/// What EC2's tags say about the attached ENIs (spec c.7).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EniClasses {
+    /// Attached ENIs ipamd leaves alone: tagged `node.k8s.amazonaws.com/no_manage=true`, or
+    /// without this node's tag while `MANAGE_UNTAGGED_ENI=false`. Never the primary ENI.
+    pub unmanaged: Vec<String>,
+    /// Managed ENIs that lacked this node's tags and were given them (`CreateTags`).
+    pub tagged: Vec<String>,
+}
+
 /// The EC2 + IMDS operations ipamd uses.
 pub trait Cloud: Send + Sync + 'static {
     /// IMDS instance metadata.
@@ -181,6 +191,15 @@ pub trait Cloud: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Interface, CloudError>> + Send;
     /// Detach and delete an ENI.
     fn free_eni(&self, eni: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// Read the attached ENIs' tags: name the unmanaged ones and give every managed non-trunk
+    /// ENI the tags it lacks (upstream `TagENI`). A backend without EC2 tags (the simulated
+    /// VPC, like upstream's IMDS-only mode) manages every ENI and tags none.
+    fn manage_enis(
+        &self,
+        _attached: &[Interface],
+    ) -> impl Future<Output = Result<EniClasses, CloudError>> + Send {
+        async { Ok(EniClasses::default()) }
+    }
     /// `DescribeInstanceTypes` for a type the limits table lacks (`None`: not available here).
     fn instance_type(
         &self,

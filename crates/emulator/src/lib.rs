@@ -32,6 +32,8 @@ pub struct EmulatorConfig {
     pub latency_scale: f64,
     /// Probability of an injected `InternalError` per EC2 call.
     pub error_rate: f64,
+    /// Probability of an injected `RequestLimitExceeded` per EC2 call (on top of the buckets).
+    pub throttle_rate: f64,
     /// Region reported by IMDS.
     pub region: String,
 }
@@ -60,6 +62,7 @@ pub fn build_vpc(cfg: &EmulatorConfig) -> Result<(Vpc, Vec<String>), Ec2Error> {
     };
     vpc.vpc_cidrs = vec![cfg.subnet];
     vpc.faults.error_rate = cfg.error_rate;
+    vpc.faults.throttle_rate = cfg.throttle_rate;
     vpc.add_subnet(Subnet::new(
         "subnet-0emu",
         cfg.subnet,

@@ -125,8 +125,10 @@ pub async fn init<C: Cloud>(
         cloud,
         terminating: AtomicBool::new(false),
         released: Mutex::new(Vec::new()),
+        unmanaged: Mutex::new(Default::default()),
     });
-    let interfaces = shared.cloud.interfaces().await?;
+    let attached = shared.cloud.interfaces().await?;
+    let interfaces = crate::reconcile::classify(&shared, &attached).await?;
     if shared.cfg.host_network {
         crate::hostnet::setup_node(&shared, &interfaces).await?;
     }

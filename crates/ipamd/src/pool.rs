@@ -25,7 +25,8 @@ pub async fn run<C: Cloud>(shared: Arc<Shared<C>>) {
             last_reconcile = tokio::time::Instant::now();
             match timed(&shared, "GetMetadata", shared.cloud.interfaces()).await {
                 Ok(list) if !list.is_empty() => {
-                    crate::reconcile::reconcile(&shared, &list);
+                    let managed = crate::reconcile::managed(&shared, &list).await;
+                    crate::reconcile::reconcile(&shared, &managed);
                 }
                 Ok(_) => tracing::warn!("IMDS lists no interfaces; reconcile skipped"),
                 Err(e) => tracing::warn!(error = %e, "IMDS read failed; reconcile skipped"),
@@ -62,7 +63,7 @@ fn split(count: u32, kind: CidrKind) -> (u32, u32) {
 
 /// Run one cloud call and record its latency in `awscni_aws_api_latency_ms` (`status` is "200",
 /// or the AWS error code: the Cloud trait does not carry HTTP statuses).
-async fn timed<C: Cloud, T>(
+pub(crate) async fn timed<C: Cloud, T>(
     s: &Shared<C>,
     api: &'static str,
     call: impl std::future::Future<Output = Result<T, CloudError>>,

@@ -1,12 +1,13 @@
 //! Reconciliation with IMDS (spec c.8): attached addresses missing from the datastore are added
 //! (except those the pool itself released within the last 60 s), datastore CIDRs and ENIs that
-//! are no longer attached are force-removed, unknown attached ENIs are adopted.
+//! are no longer attached are force-removed, unknown attached ENIs are adopted once EC2's tags
+//! say they are managed (spec c.7; they get this node's tags on the way).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use vpc_cni_cloud::{Cloud, Interface};
+use vpc_cni_cloud::{Cloud, CloudError, Interface};
 use vpc_cni_ipam::Time;
 
 use crate::state::{Shared, now};
@@ -27,6 +28,75 @@ pub struct Changes {
     pub enis_removed: usize,
     /// Assignments dropped with them.
     pub assignments_dropped: usize,
+}
+
+/// Read EC2's tags of the attached ENIs (tagging managed ones that lack this node's tags),
+/// record the unmanaged ones and their count in the pool limits, and return the managed ones.
+pub async fn classify<C: Cloud>(
+    s: &Shared<C>,
+    attached: &[Interface],
+) -> Result<Vec<Interface>, CloudError> {
+    let classes = crate::pool::timed(
+        s,
+        "DescribeNetworkInterfaces",
+        s.cloud.manage_enis(attached),
+    )
+    .await?;
+    for id in &classes.tagged {
+        s.metrics
+            .inc("awscni_ec2api_req_count", &[("fn", "CreateTags")]);
+        tracing::info!(eni = %id, "managed ENI given this node's tags");
+    }
+    let unmanaged: BTreeSet<String> = classes.unmanaged.into_iter().collect();
+    if !unmanaged.is_empty() {
+        tracing::info!(enis = ?unmanaged, "attached ENIs left unmanaged (tags)");
+    }
+    {
+        let mut node = s.lock();
+        let mut limits = *node.policy.limits();
+        limits.unmanaged_enis = unmanaged.len() as u32;
+        node.policy.set_limits(limits);
+        s.update_gauges(&node);
+    }
+    let managed = attached
+        .iter()
+        .filter(|i| !unmanaged.contains(&i.id))
+        .cloned()
+        .collect();
+    *s.unmanaged.lock().unwrap_or_else(|p| p.into_inner()) = unmanaged;
+    Ok(managed)
+}
+
+/// The managed part of an IMDS listing; ENIs neither in the datastore nor known unmanaged are
+/// classified first (on failure they wait for the next reconcile).
+pub async fn managed<C: Cloud>(s: &Shared<C>, attached: &[Interface]) -> Vec<Interface> {
+    let unknown = {
+        let node = s.lock();
+        let unmanaged = s.unmanaged.lock().unwrap_or_else(|p| p.into_inner());
+        attached
+            .iter()
+            .any(|i| node.ds.eni(&i.id).is_none() && !unmanaged.contains(&i.id))
+    };
+    if unknown {
+        match classify(s, attached).await {
+            Ok(m) => return m,
+            Err(e) => {
+                tracing::warn!(code = %e.code, error = %e.message, "reading ENI tags failed; unknown ENIs wait");
+                let node = s.lock();
+                return attached
+                    .iter()
+                    .filter(|i| node.ds.eni(&i.id).is_some())
+                    .cloned()
+                    .collect();
+            }
+        }
+    }
+    let unmanaged = s.unmanaged.lock().unwrap_or_else(|p| p.into_inner());
+    attached
+        .iter()
+        .filter(|i| !unmanaged.contains(&i.id))
+        .cloned()
+        .collect()
 }
 
 /// Remember CIDRs the pool released, so reconciliation does not re-add them while EC2 catches up.

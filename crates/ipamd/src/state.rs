@@ -48,6 +48,8 @@ pub struct Shared<C: Cloud> {
     pub terminating: AtomicBool,
     /// CIDRs the pool released recently (kept out of reconciliation for 60 s).
     pub released: Mutex<Vec<(ipnet::Ipv4Net, Time)>>,
+    /// Attached ENIs ipamd leaves alone (spec c.7), as EC2's tags said when last read.
+    pub unmanaged: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl<C: Cloud> Shared<C> {

@@ -135,6 +135,25 @@ fn throttling_and_faults() {
         .filter(|_| v.call(Ec2Action::CreateTags, Time::ZERO).is_err())
         .count();
     assert!((250..350).contains(&failures), "{failures}");
+    v.faults.error_rate = 0.0;
+    v.faults.throttle_rate = 0.2;
+    let before = v
+        .stats()
+        .errors
+        .get("RequestLimitExceeded")
+        .copied()
+        .unwrap_or(0);
+    let refused = (0..1000)
+        .filter(|_| {
+            v.call(Ec2Action::DescribeFiltered, Time(10_000_000))
+                .is_err_and(|e| e.code == Ec2ErrorCode::RequestLimitExceeded)
+        })
+        .count();
+    assert!((150..250).contains(&refused), "{refused}");
+    assert_eq!(
+        v.stats().errors["RequestLimitExceeded"] - before,
+        refused as u64
+    );
 }
 
 #[test]

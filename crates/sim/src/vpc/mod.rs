@@ -52,6 +52,9 @@ impl Default for Latency {
 pub struct Faults {
     /// Probability that any EC2 call fails with `InternalError`.
     pub error_rate: f64,
+    /// Probability that any EC2 call is refused with `RequestLimitExceeded` on top of the token
+    /// buckets (a busy account: other clients spending the same budget).
+    pub throttle_rate: f64,
     /// Probability that an AttachNetworkInterface fails.
     pub attach_failure_rate: f64,
     /// Extra delay before IMDS shows new interfaces and addresses (stale metadata), milliseconds.
@@ -225,7 +228,12 @@ impl Vpc {
             .entry(action.name().to_string())
             .or_default() += 1;
         let r = self.throttle.check(action, now).and_then(|()| {
-            if self.rng.chance(self.faults.error_rate) {
+            if self.rng.chance(self.faults.throttle_rate) {
+                Err(Ec2Error::new(
+                    Ec2ErrorCode::RequestLimitExceeded,
+                    "Request limit exceeded (injected)",
+                ))
+            } else if self.rng.chance(self.faults.error_rate) {
                 Err(Ec2Error::new(
                     Ec2ErrorCode::InternalError,
                     "An internal error has occurred (injected)",
