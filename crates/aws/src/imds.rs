@@ -23,6 +23,19 @@ impl Imds {
         }
     }
 
+    /// A client of the metadata service at `url` (as `AWS_EC2_METADATA_SERVICE_ENDPOINT`).
+    pub fn at(url: &str) -> Result<Self, CloudError> {
+        Ok(Imds {
+            client: aws_config::imds::Client::builder()
+                .endpoint(url)
+                .map_err(|e| CloudError {
+                    code: "InvalidEndpoint".into(),
+                    message: format!("IMDS endpoint {url:?}: {e}"),
+                })?
+                .build(),
+        })
+    }
+
     /// `/latest/meta-data/<path>`; `None` on 404.
     pub async fn get(&self, path: &str) -> Result<Option<String>, CloudError> {
         match self.client.get(format!("/latest/meta-data/{path}")).await {

@@ -4,6 +4,7 @@
 //! against `vpc-cni emulate` in tests. This is the only crate that compiles the SDK.
 
 mod imds;
+pub mod ipv6;
 pub mod limits_sync;
 pub mod subnets;
 pub mod sweep;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{NetworkInterfaceAttachmentChanges, ResourceType, Tag, TagSpecification};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use vpc_cni_cloud::{Cloud, CloudError, EniClasses, InstanceMeta, Interface};
 
 pub use imds::Imds;
@@ -113,7 +114,17 @@ fn parse_net(s: &str, what: &str) -> Result<Ipv4Net, CloudError> {
 impl AwsCloud {
     /// Connect: IMDS for the instance facts and region, then an EC2 client in that region.
     pub async fn connect(opts: AwsOptions) -> Result<Self, CloudError> {
-        let imds = Imds::new();
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        Self::connect_with(opts, Imds::new(), loader).await
+    }
+
+    /// Like [`AwsCloud::connect`] with a given metadata client and SDK configuration (endpoint,
+    /// credentials); the region from IMDS and the retry policy are set on top.
+    pub async fn connect_with(
+        opts: AwsOptions,
+        imds: Imds,
+        loader: aws_config::ConfigLoader,
+    ) -> Result<Self, CloudError> {
         let instance_id = imds.required("instance-id").await?;
         let region = match imds.get("placement/region").await? {
             Some(r) => r,
@@ -126,7 +137,7 @@ impl AwsCloud {
         let retry = aws_config::retry::RetryConfig::standard()
             .with_max_attempts(opts.max_attempts.max(1))
             .with_max_backoff(Duration::from_secs(20));
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let conf = loader
             .region(aws_config::Region::new(region))
             .retry_config(retry)
             .load()
@@ -191,16 +202,27 @@ impl AwsCloud {
         &self.instance_id
     }
 
-    async fn interface(&self, mac: &str) -> Result<Interface, CloudError> {
+    /// The interface with MAC `mac`; `None` for one without IPv4 addresses (an EFA-only or
+    /// IPv6-only interface: upstream leaves those alone).
+    async fn interface(&self, mac: &str) -> Result<Option<Interface>, CloudError> {
         let base = format!("network/interfaces/macs/{mac}");
         let local: Vec<Ipv4Addr> = self
             .imds
-            .required(&format!("{base}/local-ipv4s"))
+            .get(&format!("{base}/local-ipv4s"))
             .await?
+            .unwrap_or_default()
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| parse_ip(l, "local-ipv4s"))
             .collect::<Result<_, _>>()?;
+        let Some(&primary_ip) = local.first() else {
+            tracing::debug!(
+                mac,
+                "interface without IPv4 addresses (EFA-only or IPv6-only) skipped"
+            );
+            return Ok(None);
+        };
+        let (ipv6s, ipv6_prefixes) = self.interface_ipv6(&base).await?;
         let prefixes = match self.imds.get(&format!("{base}/ipv4-prefix")).await? {
             Some(text) => text
                 .lines()
@@ -210,7 +232,7 @@ impl AwsCloud {
             None => Vec::new(),
         };
         let device = self.imds.required(&format!("{base}/device-number")).await?;
-        Ok(Interface {
+        Ok(Some(Interface {
             id: self.imds.required(&format!("{base}/interface-id")).await?,
             mac: mac.to_string(),
             device_number: device.trim().parse().map_err(|_| CloudError {
@@ -225,13 +247,12 @@ impl AwsCloud {
                     .await?,
                 "subnet-ipv4-cidr-block",
             )?,
-            primary_ip: *local.first().ok_or_else(|| CloudError {
-                code: "ImdsInvalid".into(),
-                message: format!("{base}/local-ipv4s is empty"),
-            })?,
+            primary_ip,
             secondary_ips: local.iter().skip(1).copied().collect(),
             prefixes,
-        })
+            ipv6s,
+            ipv6_prefixes,
+        }))
     }
 
     /// Tags of a new ENI: this node's tags and its creation time (the leak sweep's clock).
@@ -303,7 +324,8 @@ impl AwsCloud {
                 .unwrap_or_default();
             if macs.lines().any(|m| m.trim_end_matches('/') == mac) {
                 match self.interface(mac).await {
-                    Ok(i) => return Ok(i),
+                    Ok(Some(i)) => return Ok(i),
+                    Ok(None) => {}
                     Err(e) => last = Some(e),
                 }
             }
@@ -329,6 +351,7 @@ impl Cloud for AwsCloud {
             .filter(|l| !l.trim().is_empty())
             .map(|l| parse_net(l, "vpc-ipv4-cidr-blocks"))
             .collect::<Result<_, _>>()?;
+        let (ipv6, vpc_ipv6_cidrs) = self.instance_ipv6(&mac).await?;
         let az = self.imds.required("placement/availability-zone").await?;
         Ok(InstanceMeta {
             instance_id: self.instance_id.clone(),
@@ -340,6 +363,8 @@ impl Cloud for AwsCloud {
             primary_mac: mac,
             primary_ip: parse_ip(&self.imds.required("local-ipv4").await?, "local-ipv4")?,
             vpc_cidrs,
+            ipv6,
+            vpc_ipv6_cidrs,
         })
     }
 
@@ -351,7 +376,7 @@ impl Cloud for AwsCloud {
             .map(|m| m.trim().trim_end_matches('/'))
             .filter(|m| !m.is_empty())
         {
-            out.push(self.interface(mac).await?);
+            out.extend(self.interface(mac).await?);
         }
         out.sort_by_key(|i| i.device_number);
         Ok(out)
@@ -416,6 +441,22 @@ impl Cloud for AwsCloud {
 
     async fn free_eni(&self, eni: &str) -> Result<(), CloudError> {
         self.detach_and_delete(eni).await
+    }
+
+    async fn assign_ipv6_prefixes(
+        &self,
+        eni: &str,
+        count: u32,
+    ) -> Result<Vec<Ipv6Net>, CloudError> {
+        self.assign_ipv6_prefix_count(eni, count).await
+    }
+
+    async fn unassign_ipv6_prefixes(
+        &self,
+        eni: &str,
+        prefixes: &[Ipv6Net],
+    ) -> Result<(), CloudError> {
+        self.unassign_ipv6_prefix_list(eni, prefixes).await
     }
 
     async fn manage_enis(&self, attached: &[Interface]) -> Result<EniClasses, CloudError> {

@@ -186,6 +186,71 @@ async fn backend_calls_succeed_against_moto() {
         .unwrap();
     assert_eq!(d.network_interfaces()[0].private_ip_addresses().len(), 5);
 
+    // IPv6 on the wire: moto parses AssignIpv6Addresses(Ipv6PrefixCount) and
+    // UnassignIpv6Addresses(Ipv6Prefix.N) but hands out no prefix (a moto gap: it implements
+    // address counts only); the emulator tests check the prefixes themselves.
+    let v6 = cloud
+        .assign_ipv6_prefixes(&eni, 1)
+        .await
+        .expect("AssignIpv6Addresses");
+    assert!(v6.len() <= 1, "{v6:?}");
+    cloud
+        .unassign_ipv6_prefixes(&eni, &v6)
+        .await
+        .expect("UnassignIpv6Addresses");
+    assert!(
+        tags.iter()
+            .any(|(k, v)| *k == "node.k8s.amazonaws.com/createdAt" && v.ends_with('Z')),
+        "{tags:?}"
+    );
+
+    // TagENI: the instance's primary ENI (untagged) gets this node's tags; the new ENI has them.
+    let inst = ec2
+        .describe_instances()
+        .instance_ids(instance)
+        .send()
+        .await
+        .unwrap();
+    let primary = inst.reservations()[0].instances()[0].network_interfaces()[0]
+        .network_interface_id()
+        .unwrap()
+        .to_string();
+    let as_interface = |id: &str, device_number: u32| vpc_cni_cloud::Interface {
+        id: id.into(),
+        mac: String::new(),
+        device_number,
+        subnet_id: String::new(),
+        subnet_cidr: "10.0.0.0/24".parse().unwrap(),
+        primary_ip: std::net::Ipv4Addr::UNSPECIFIED,
+        secondary_ips: Vec::new(),
+        prefixes: Vec::new(),
+        ipv6s: Vec::new(),
+        ipv6_prefixes: Vec::new(),
+    };
+    let classes = cloud
+        .manage_enis(&[as_interface(&primary, 0), as_interface(&eni, 1)])
+        .await
+        .expect("DescribeNetworkInterfaces + CreateTags");
+    assert_eq!(
+        classes.tagged,
+        [primary.clone()],
+        "only the untagged primary"
+    );
+    let d = ec2
+        .describe_network_interfaces()
+        .network_interface_ids(&primary)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        d.network_interfaces()[0]
+            .tag_set()
+            .iter()
+            .any(|t| t.key() == Some("eks:eni:owner") && t.value() == Some("amazon-vpc-cni")),
+        "{:?}",
+        d.network_interfaces()[0].tag_set()
+    );
+
     let (second, _) = cloud.create_and_attach(0, 0).await.expect("a second ENI");
     let d = ec2
         .describe_network_interfaces()
@@ -211,7 +276,8 @@ async fn backend_calls_succeed_against_moto() {
         "deleted"
     );
 
-    // The leak sweep's queries are accepted: a detached ENI of ours is first tagged, not deleted.
+    // The leak sweep's queries are accepted: a just-detached ENI of ours (createdAt set at
+    // creation) is young, so neither tagged nor deleted.
     let att = ec2
         .describe_network_interfaces()
         .network_interface_ids(&second)
@@ -232,6 +298,9 @@ async fn backend_calls_succeed_against_moto() {
         .sweep_leaked(ids["vpc"].as_str().unwrap(), true)
         .await
         .expect("sweep");
-    assert_eq!(report.tagged, vec![second.clone()], "{report:?}");
-    assert!(report.deleted.is_empty());
+    assert_eq!(report.young, vec![second.clone()], "{report:?}");
+    assert!(
+        report.tagged.is_empty() && report.deleted.is_empty(),
+        "{report:?}"
+    );
 }

@@ -44,6 +44,11 @@ pub struct Args {
     /// the token buckets).
     #[arg(long, default_value_t = 0.0)]
     throttle_rate: f64,
+    /// IPv6 block of a dual-stack VPC (e.g. 2001:db8:1200::/56): the subnet gets its first /64,
+    /// instances one IPv6 address each, and AssignIpv6Addresses / UnassignIpv6Addresses and the
+    /// IMDS IPv6 paths (ipv6, ipv6s, ipv6-prefix, …) answer.
+    #[arg(long, value_name = "CIDR")]
+    ipv6_cidr: Option<ipnet::Ipv6Net>,
     /// Region IMDS reports.
     #[arg(long, default_value = "us-east-1")]
     region: String,
@@ -88,6 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         latency_scale: args.latency_scale,
         error_rate: args.error_rate,
         throttle_rate: args.throttle_rate,
+        ipv6_cidr: args.ipv6_cidr,
         region: args.region.clone(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -37,6 +37,28 @@ fn boto3_and_imdsv2_against_the_emulator() {
 }
 
 #[test]
+fn ipv6_actions_and_imds_paths_of_a_dual_stack_vpc() {
+    let python = std::env::var("VPC_CNI_PYTHON")
+        .expect("VPC_CNI_PYTHON must name a Python with boto3 (scripts/check sets it up)");
+    let (_emu, ep) = start(&["--ipv6-cidr", "2001:db8:1200::/56"]);
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python/emulator_ipv6_check.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(ep["ec2"].as_str().unwrap())
+        .arg(ep["imds"][0]["endpoint"].as_str().unwrap())
+        .arg(ep["imds"][0]["instance_id"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn refuses_non_loopback_and_bad_rates() {
     let out = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
         .args(["emulate", "--ec2-addr", "0.0.0.0:0"])
@@ -48,15 +70,30 @@ fn refuses_non_loopback_and_bad_rates() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
-        .args(["emulate", "--error-rate", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--error-rate 2"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for (flag, want) in [
+        (
+            ["--error-rate", "2"],
+            "--error-rate 2: expected a probability",
+        ),
+        (
+            ["--throttle-rate", "1.5"],
+            "--throttle-rate 1.5: expected a probability",
+        ),
+        (["--ipv6-cidr", "2001:db8::/80"], "expected a /56"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+            .arg("emulate")
+            .args(flag)
+            .args(["--ec2-addr", "127.0.0.1:0", "--imds-addr", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(want),
+            "{flag:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -5,9 +5,9 @@
 mod sim;
 
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 pub use sim::SimCloud;
@@ -129,6 +129,10 @@ pub struct InstanceMeta {
     pub primary_ip: Ipv4Addr,
     /// `vpc-ipv4-cidr-blocks`.
     pub vpc_cidrs: Vec<Ipv4Net>,
+    /// `ipv6` (the node's IPv6 address in a dual-stack subnet).
+    pub ipv6: Option<Ipv6Addr>,
+    /// `vpc-ipv6-cidr-blocks` of the primary ENI's VPC.
+    pub vpc_ipv6_cidrs: Vec<Ipv6Net>,
 }
 
 /// An attached interface as IMDS shows it.
@@ -150,6 +154,10 @@ pub struct Interface {
     pub secondary_ips: Vec<Ipv4Addr>,
     /// Delegated prefixes.
     pub prefixes: Vec<Ipv4Net>,
+    /// `ipv6s`.
+    pub ipv6s: Vec<Ipv6Addr>,
+    /// `ipv6-prefix`: delegated /80s.
+    pub ipv6_prefixes: Vec<Ipv6Net>,
 }
 
 /// What EC2's tags say about the attached ENIs (spec c.7).
@@ -180,6 +188,18 @@ pub trait Cloud: Send + Sync + 'static {
         &self,
         eni: &str,
         cidrs: &[Ipv4Net],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// `AssignIpv6Addresses` with `Ipv6PrefixCount` (upstream's IPv6 mode gives an ENI one /80).
+    fn assign_ipv6_prefixes(
+        &self,
+        eni: &str,
+        count: u32,
+    ) -> impl Future<Output = Result<Vec<Ipv6Net>, CloudError>> + Send;
+    /// `UnassignIpv6Addresses` of /80 prefixes.
+    fn unassign_ipv6_prefixes(
+        &self,
+        eni: &str,
+        prefixes: &[Ipv6Net],
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
     /// Create, attach (lowest free device index) and mark DeleteOnTermination a new ENI with
     /// `ips` secondary IPs or `prefixes` prefixes; wait until it is usable. A failed attach

@@ -165,6 +165,8 @@ fn interface(i: ImdsInterface) -> Interface {
         primary_ip: primary,
         secondary_ips: ips.collect(),
         prefixes: i.ipv4_prefixes,
+        ipv6s: i.ipv6s,
+        ipv6_prefixes: i.ipv6_prefixes,
     }
 }
 
@@ -185,6 +187,8 @@ impl Cloud for SimCloud {
             primary_mac: md.mac,
             primary_ip: md.local_ipv4,
             vpc_cidrs: md.vpc_cidrs,
+            ipv6: md.ipv6,
+            vpc_ipv6_cidrs: md.vpc_ipv6_cidrs,
         })
     }
 
@@ -220,6 +224,38 @@ impl Cloud for SimCloud {
         let r = self
             .lock()
             .unassign_private_ip_addresses(eni, cidrs, now)
+            .map_err(err);
+        self.save();
+        r
+    }
+
+    async fn assign_ipv6_prefixes(
+        &self,
+        eni: &str,
+        count: u32,
+    ) -> Result<Vec<ipnet::Ipv6Net>, CloudError> {
+        let ms = self.lock().latency.assign_ms;
+        self.sleep_ms(ms).await;
+        let now = self.now();
+        let r = self
+            .lock()
+            .assign_ipv6_addresses(eni, 0, count, now)
+            .map(|(_, nets)| nets)
+            .map_err(err);
+        self.save();
+        r
+    }
+
+    async fn unassign_ipv6_prefixes(
+        &self,
+        eni: &str,
+        prefixes: &[ipnet::Ipv6Net],
+    ) -> Result<(), CloudError> {
+        let now = self.now();
+        let r = self
+            .lock()
+            .unassign_ipv6_addresses(eni, &[], prefixes, now)
+            .map(drop)
             .map_err(err);
         self.save();
         r
@@ -266,6 +302,8 @@ impl Cloud for SimCloud {
             primary_ip: e.primary_ip,
             secondary_ips: e.secondary_ips.clone(),
             prefixes: e.prefixes.clone(),
+            ipv6s: e.ipv6_addresses.clone(),
+            ipv6_prefixes: e.ipv6_prefixes.clone(),
         })
     }
 

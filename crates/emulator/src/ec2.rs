@@ -40,7 +40,7 @@ impl From<Ec2Error> for ApiError {
     }
 }
 
-fn bad(code: &str, message: impl Into<String>) -> ApiError {
+pub(crate) fn bad(code: &str, message: impl Into<String>) -> ApiError {
     ApiError {
         code: code.into(),
         message: message.into(),
@@ -48,7 +48,7 @@ fn bad(code: &str, message: impl Into<String>) -> ApiError {
     }
 }
 
-fn param(m: String) -> ApiError {
+pub(crate) fn param(m: String) -> ApiError {
     bad("MissingParameter", m)
 }
 
@@ -137,7 +137,7 @@ fn eni_xml(c: &Ctx<'_>, e: &SimEni) -> String {
         "ipv4PrefixSet",
         e.prefixes.iter().map(|p| el("ipv4Prefix", p)),
     );
-    x
+    x + &crate::ec2_ipv6::eni_sets(e)
 }
 
 fn eni_filters(p: &Params, vpc_id: String) -> Result<Vec<EniFilter>, ApiError> {
@@ -223,6 +223,7 @@ fn create_eni(c: &mut Ctx<'_>, p: &Params) -> Result<String, ApiError> {
         ));
     }
     let description = p.get("Description").unwrap_or("").to_string();
+    crate::ec2_ipv6::check_create(c, &subnet, p)?;
     let id = c.vpc.create_network_interface(
         &subnet,
         &description,
@@ -236,6 +237,7 @@ fn create_eni(c: &mut Ctx<'_>, p: &Params) -> Result<String, ApiError> {
         // Not an API call of its own: the groups come with the creation.
         c.vpc.set_security_groups_unmetered(&id, &groups);
     }
+    crate::ec2_ipv6::on_create(c, &id, p)?;
     let e = c.vpc.eni(&id).expect("just created").clone();
     Ok(wrap("networkInterface", eni_xml(c, &e)))
 }
@@ -420,6 +422,7 @@ fn describe_subnets(c: &mut Ctx<'_>, p: &Params) -> Result<String, ApiError> {
                     + &el("availableIpAddressCount", s.available)
                     + &el("availabilityZone", &s.az)
                     + &el("ownerId", OWNER)
+                    + &crate::ec2_ipv6::subnet_set(s)
                     + &tag_set(&s.tags)
             })
             .collect::<Vec<_>>(),
@@ -483,6 +486,8 @@ pub fn handle(c: &mut Ctx<'_>, action: &str, p: &Params) -> Result<String, ApiEr
         }
         "AssignPrivateIpAddresses" => assign(c, p),
         "UnassignPrivateIpAddresses" => unassign(c, p),
+        "AssignIpv6Addresses" => crate::ec2_ipv6::assign(c, p),
+        "UnassignIpv6Addresses" => crate::ec2_ipv6::unassign(c, p),
         "DescribeInstances" => describe_instances(c, p),
         "TerminateInstances" => {
             let mut items = Vec::new();

@@ -21,14 +21,15 @@ pub fn metadata(
     let inst = vpc.imds_instance(instance_id)?;
     let path = path.trim_end_matches('/');
     let simple = match path {
-        "" => Some(lines([
-            "instance-id",
-            "instance-type",
-            "local-ipv4",
-            "mac",
-            "network/",
-            "placement/",
-        ])),
+        "" => {
+            let mut top = vec!["instance-id", "instance-type", "local-ipv4", "mac"];
+            if inst.ipv6.is_some() {
+                top.push("ipv6");
+            }
+            top.extend(["network/", "placement/"]);
+            Some(lines(top))
+        }
+        "ipv6" => inst.ipv6.map(|a| a.to_string()),
         "instance-id" => Some(inst.instance_id.clone()),
         "instance-type" => Some(inst.instance_type.clone()),
         "local-ipv4" => Some(inst.local_ipv4.to_string()),
@@ -67,6 +68,15 @@ pub fn metadata(
             if !i.ipv4_prefixes.is_empty() {
                 f.push("ipv4-prefix");
             }
+            if !i.ipv6s.is_empty() {
+                f.push("ipv6s");
+            }
+            if !i.ipv6_prefixes.is_empty() {
+                f.push("ipv6-prefix");
+            }
+            if !i.subnet_ipv6_cidrs.is_empty() {
+                f.extend(["subnet-ipv6-cidr-blocks", "vpc-ipv6-cidr-blocks"]);
+            }
             f.sort_unstable();
             Some(lines(f))
         }
@@ -81,6 +91,15 @@ pub fn metadata(
         "vpc-id" => Some(i.vpc_id.clone()),
         "vpc-ipv4-cidr-blocks" => Some(lines(&inst.vpc_cidrs)),
         "ipv4-prefix" if !i.ipv4_prefixes.is_empty() => Some(lines(&i.ipv4_prefixes)),
+        // Like the other list paths, absent (404) when empty.
+        "ipv6s" if !i.ipv6s.is_empty() => Some(lines(&i.ipv6s)),
+        "ipv6-prefix" if !i.ipv6_prefixes.is_empty() => Some(lines(&i.ipv6_prefixes)),
+        "subnet-ipv6-cidr-blocks" if !i.subnet_ipv6_cidrs.is_empty() => {
+            Some(lines(&i.subnet_ipv6_cidrs))
+        }
+        "vpc-ipv6-cidr-blocks" if !inst.vpc_ipv6_cidrs.is_empty() => {
+            Some(lines(&inst.vpc_ipv6_cidrs))
+        }
         _ => None,
     }
 }

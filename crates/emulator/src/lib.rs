@@ -4,6 +4,7 @@
 //! faults of the simulated VPC apply.
 
 pub mod ec2;
+mod ec2_ipv6;
 pub mod imds;
 pub mod params;
 pub mod server;
@@ -34,6 +35,8 @@ pub struct EmulatorConfig {
     pub error_rate: f64,
     /// Probability of an injected `RequestLimitExceeded` per EC2 call (on top of the buckets).
     pub throttle_rate: f64,
+    /// IPv6 block of a dual-stack VPC (a /56; the subnet gets its first /64).
+    pub ipv6_cidr: Option<ipnet::Ipv6Net>,
     /// Region reported by IMDS.
     pub region: String,
 }
@@ -63,11 +66,19 @@ pub fn build_vpc(cfg: &EmulatorConfig) -> Result<(Vpc, Vec<String>), Ec2Error> {
     vpc.vpc_cidrs = vec![cfg.subnet];
     vpc.faults.error_rate = cfg.error_rate;
     vpc.faults.throttle_rate = cfg.throttle_rate;
-    vpc.add_subnet(Subnet::new(
-        "subnet-0emu",
-        cfg.subnet,
-        &format!("{}a", cfg.region),
-    )?);
+    let mut subnet = Subnet::new("subnet-0emu", cfg.subnet, &format!("{}a", cfg.region))?;
+    if let Some(v6) = cfg.ipv6_cidr {
+        if v6.prefix_len() > 64 {
+            return Err(Ec2Error::new(
+                vpc_cni_sim::Ec2ErrorCode::InvalidParameterValue,
+                format!("VPC IPv6 block {v6}: expected a /56 (at most /64)"),
+            ));
+        }
+        vpc.vpc_ipv6_cidrs = vec![v6.trunc()];
+        let first = ipnet::Ipv6Net::new(v6.network(), 64).expect("/64");
+        subnet = subnet.with_ipv6(first)?;
+    }
+    vpc.add_subnet(subnet);
     let mut ids = Vec::new();
     for t in &cfg.instances {
         ids.push(vpc.run_instance(&t.name, &t.limits, "subnet-0emu", Time::ZERO)?);

@@ -35,6 +35,12 @@ pub struct Subnet {
     pub az: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+    /// IPv6 block (a /64) of a dual-stack subnet.
+    #[serde(default)]
+    pub ipv6_cidr: Option<ipnet::Ipv6Net>,
+    /// IPv6 addresses and /80 prefixes handed out so far (never reused: a /64 does not run out).
+    #[serde(default)]
+    pub(crate) ipv6_handed: (u64, u64),
     reservations: Vec<(Ipv4Net, ReservationType)>,
     used: Vec<u64>,
     no_auto_ip: Vec<u64>,
@@ -58,6 +64,8 @@ impl Subnet {
             cidr: cidr.trunc(),
             az: az.to_string(),
             tags: BTreeMap::new(),
+            ipv6_cidr: None,
+            ipv6_handed: (0, 0),
             reservations: Vec::new(),
             used: vec![0; words],
             no_auto_ip: vec![0; words],

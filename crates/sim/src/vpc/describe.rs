@@ -50,6 +50,8 @@ pub struct SubnetInfo {
     pub id: String,
     /// CIDR block.
     pub cidr: Ipv4Net,
+    /// IPv6 block of a dual-stack subnet.
+    pub ipv6_cidr: Option<ipnet::Ipv6Net>,
     /// Availability zone.
     pub az: String,
     /// `AvailableIpAddressCount`.
@@ -76,6 +78,10 @@ pub struct ImdsInstance {
     pub vpc_id: String,
     /// `vpc-ipv4-cidr-blocks`.
     pub vpc_cidrs: Vec<Ipv4Net>,
+    /// `ipv6`: the primary ENI's first IPv6 address (dual-stack only).
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// `vpc-ipv6-cidr-blocks`.
+    pub vpc_ipv6_cidrs: Vec<ipnet::Ipv6Net>,
 }
 
 /// A page of `DescribeNetworkInterfaces`.
@@ -106,6 +112,12 @@ pub struct ImdsInterface {
     pub local_ipv4s: Vec<Ipv4Addr>,
     /// `ipv4-prefix`.
     pub ipv4_prefixes: Vec<Ipv4Net>,
+    /// `ipv6s`.
+    pub ipv6s: Vec<std::net::Ipv6Addr>,
+    /// `ipv6-prefix`.
+    pub ipv6_prefixes: Vec<ipnet::Ipv6Net>,
+    /// `subnet-ipv6-cidr-blocks`.
+    pub subnet_ipv6_cidrs: Vec<ipnet::Ipv6Net>,
     /// `security-group-ids`.
     pub security_group_ids: Vec<String>,
     /// `vpc-id`.
@@ -163,6 +175,7 @@ impl Vpc {
             .filter(|s| az.is_none_or(|z| s.az == z))
             .map(|s| SubnetInfo {
                 id: s.id.clone(),
+                ipv6_cidr: s.ipv6_cidr,
                 cidr: s.cidr,
                 az: s.az.clone(),
                 available: s.free_addresses(),
@@ -238,6 +251,8 @@ impl Vpc {
             local_ipv4: primary.primary_ip,
             vpc_id: self.vpc_id.clone(),
             vpc_cidrs: self.vpc_cidrs.clone(),
+            ipv6: primary.ipv6_addresses.first().copied(),
+            vpc_ipv6_cidrs: self.vpc_ipv6_cidrs.clone(),
         })
     }
 
@@ -264,6 +279,9 @@ impl Vpc {
                     subnet_cidr: self.subnets[&e.subnet_id].cidr,
                     local_ipv4s: local,
                     ipv4_prefixes: e.prefixes.clone(),
+                    ipv6s: e.ipv6_addresses.clone(),
+                    ipv6_prefixes: e.ipv6_prefixes.clone(),
+                    subnet_ipv6_cidrs: self.subnets[&e.subnet_id].ipv6_cidr.into_iter().collect(),
                     security_group_ids: e.security_groups.clone(),
                     vpc_id: self.vpc_id.clone(),
                 }

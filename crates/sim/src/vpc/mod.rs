@@ -18,6 +18,7 @@ use crate::throttle::{Ec2Action, Throttle};
 mod addresses;
 mod attach;
 mod describe;
+mod ipv6;
 
 pub use describe::{EniFilter, EniPage, ImdsInstance, ImdsInterface, SubnetInfo};
 
@@ -107,6 +108,12 @@ pub struct SimEni {
     pub secondary_ips: Vec<Ipv4Addr>,
     /// Delegated /28 prefixes.
     pub prefixes: Vec<Ipv4Net>,
+    /// IPv6 addresses (dual-stack subnets).
+    #[serde(default)]
+    pub ipv6_addresses: Vec<std::net::Ipv6Addr>,
+    /// Delegated IPv6 /80 prefixes.
+    #[serde(default)]
+    pub ipv6_prefixes: Vec<ipnet::Ipv6Net>,
     /// State.
     pub status: EniStatus,
     /// Attachment, if any.
@@ -171,6 +178,9 @@ pub struct Vpc {
     pub vpc_id: String,
     /// VPC CIDR blocks (IMDS `vpc-ipv4-cidr-blocks`).
     pub vpc_cidrs: Vec<Ipv4Net>,
+    /// VPC IPv6 blocks (IMDS `vpc-ipv6-cidr-blocks`; a dual-stack VPC has one /56).
+    #[serde(default)]
+    pub vpc_ipv6_cidrs: Vec<ipnet::Ipv6Net>,
     /// Security groups new ENIs get.
     pub default_security_groups: Vec<String>,
     /// Pending `attaching` → `in-use` and `detaching` → `available` transitions.
@@ -196,6 +206,7 @@ impl Vpc {
             serial: 0,
             vpc_id: "vpc-0sim".into(),
             vpc_cidrs: Vec::new(),
+            vpc_ipv6_cidrs: Vec::new(),
             default_security_groups: vec!["sg-0sim".into()],
             transitions: std::collections::BinaryHeap::new(),
         }
@@ -338,6 +349,10 @@ impl Vpc {
             primary_eni: eni.clone(),
         };
         self.instances.insert(id.clone(), inst);
+        // A node in a dual-stack subnet launches with one IPv6 address (IMDS `ipv6`).
+        if self.subnets[subnet_id].ipv6_cidr.is_some() {
+            self.add_ipv6(&eni, 1, 0)?;
+        }
         self.attach_inner(&eni, &id, 0, now)?;
         if let Some(a) = self.enis.get_mut(&eni).and_then(|e| e.attachment.as_mut()) {
             a.delete_on_termination = true;
@@ -371,6 +386,8 @@ impl Vpc {
             primary_ip: ip,
             secondary_ips: Vec::new(),
             prefixes: Vec::new(),
+            ipv6_addresses: Vec::new(),
+            ipv6_prefixes: Vec::new(),
             status: EniStatus::Available,
             attachment: None,
             description: description.to_string(),
