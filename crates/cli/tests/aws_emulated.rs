@@ -534,10 +534,11 @@ async fn manage_untagged_eni_false_and_reconcile_classifies_new_enis() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let ours = daemon_state(&d);
-    assert_eq!(
-        ours[&later[1]].len(),
-        3,
-        "its 3 addresses imported: {ours:?}"
+    // Adopted with its addresses in one reconcile (the pool may release them right after).
+    assert!(
+        d.log().contains("added: 3, removed: 0, enis_added: 1"),
+        "its 3 addresses imported with it: {}",
+        d.log()
     );
     assert!(
         !ours.contains_key(&first[0]) && !ours.contains_key(&later[0]),

@@ -98,7 +98,9 @@ impl Daemon {
             metrics,
             introspection,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Start-up includes one synchronous pool top-up (upstream), which retries through
+        // injected faults and throttling: allow it time.
+        let deadline = Instant::now() + Duration::from_secs(120);
         while std::os::unix::net::UnixStream::connect(d.dir.join("ipamd.sock")).is_err() {
             assert!(
                 Instant::now() < deadline,
