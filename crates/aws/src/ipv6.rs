@@ -34,12 +34,13 @@ pub fn parse_nets(text: &str, what: &str) -> Result<Vec<Ipv6Net>, CloudError> {
         .collect()
 }
 
+/// An interface's IPv6 addresses, /80 prefixes and subnet blocks.
+pub(crate) type Ipv6Parts = (Vec<Ipv6Addr>, Vec<Ipv6Net>, Vec<Ipv6Net>);
+
 impl AwsCloud {
-    /// `ipv6s` and `ipv6-prefix` of the interface at `base` (`network/interfaces/macs/<mac>`).
-    pub(crate) async fn interface_ipv6(
-        &self,
-        base: &str,
-    ) -> Result<(Vec<Ipv6Addr>, Vec<Ipv6Net>), CloudError> {
+    /// `ipv6s`, `ipv6-prefix` and `subnet-ipv6-cidr-blocks` of the interface at `base`
+    /// (`network/interfaces/macs/<mac>`).
+    pub(crate) async fn interface_ipv6(&self, base: &str) -> Result<Ipv6Parts, CloudError> {
         let ips = match self.imds.get(&format!("{base}/ipv6s")).await? {
             Some(t) => parse_addrs(&t, "ipv6s")?,
             None => Vec::new(),
@@ -48,7 +49,15 @@ impl AwsCloud {
             Some(t) => parse_nets(&t, "ipv6-prefix")?,
             None => Vec::new(),
         };
-        Ok((ips, nets))
+        let subnet = match self
+            .imds
+            .get(&format!("{base}/subnet-ipv6-cidr-blocks"))
+            .await?
+        {
+            Some(t) => parse_nets(&t, "subnet-ipv6-cidr-blocks")?,
+            None => Vec::new(),
+        };
+        Ok((ips, nets, subnet))
     }
 
     /// The node's `ipv6` and the VPC's `vpc-ipv6-cidr-blocks` (primary ENI `mac`).

@@ -203,7 +203,7 @@ impl AwsCloud {
     }
 
     /// The interface with MAC `mac`; `None` for one without IPv4 addresses (an EFA-only or
-    /// IPv6-only interface: upstream leaves those alone).
+    /// IPv6-only interface: upstream leaves those alone) or on a network card other than 0.
     async fn interface(&self, mac: &str) -> Result<Option<Interface>, CloudError> {
         let base = format!("network/interfaces/macs/{mac}");
         let local: Vec<Ipv4Addr> = self
@@ -222,7 +222,13 @@ impl AwsCloud {
             );
             return Ok(None);
         };
-        let (ipv6s, ipv6_prefixes) = self.interface_ipv6(&base).await?;
+        // Only the default card's interfaces: the daemon manages card 0 (no multi-card yet).
+        let card = self.imds.get(&format!("{base}/network-card")).await?;
+        if card.as_deref().is_some_and(|c| c.trim() != "0") {
+            tracing::debug!(mac, card = ?card, "interface on another network card skipped");
+            return Ok(None);
+        }
+        let (ipv6s, ipv6_prefixes, subnet_ipv6_cidrs) = self.interface_ipv6(&base).await?;
         let prefixes = match self.imds.get(&format!("{base}/ipv4-prefix")).await? {
             Some(text) => text
                 .lines()
@@ -252,6 +258,7 @@ impl AwsCloud {
             prefixes,
             ipv6s,
             ipv6_prefixes,
+            subnet_ipv6_cidrs,
         }))
     }
 

@@ -58,6 +58,10 @@ async fn ipv6_paths_and_actions_and_tagging_against_the_emulator() {
     );
     let primary = cloud.interfaces().await.unwrap().remove(0);
     assert_eq!(primary.ipv6s, [node_ip]);
+    assert_eq!(
+        primary.subnet_ipv6_cidrs,
+        ["2001:db8:1200::/64".parse::<Ipv6Net>().unwrap()]
+    );
     assert!(primary.ipv6_prefixes.is_empty());
 
     // AssignIpv6Addresses(Ipv6PrefixCount=1): a /80 of the subnet's /64, shown by IMDS.
@@ -79,8 +83,11 @@ async fn ipv6_paths_and_actions_and_tagging_against_the_emulator() {
     assert_eq!(stats.calls["UnassignIpv6Addresses"], 1);
 
     // The primary ENI has no CNI tags yet: TagENI gives it this node's (cluster, owner too).
-    let classes = cloud.manage_enis(&[primary.clone()]).await.unwrap();
-    assert_eq!(classes.tagged, [primary.id.clone()]);
+    let classes = cloud
+        .manage_enis(std::slice::from_ref(&primary))
+        .await
+        .unwrap();
+    assert_eq!(classes.tagged, std::slice::from_ref(&primary.id));
     assert!(classes.unmanaged.is_empty());
     {
         let vpc = emu.shared.vpc.lock().unwrap();
@@ -93,7 +100,10 @@ async fn ipv6_paths_and_actions_and_tagging_against_the_emulator() {
         assert_eq!(tags["eks:eni:owner"], "amazon-vpc-cni");
     }
     // Tagged already: nothing to do, no second CreateTags.
-    let again = cloud.manage_enis(&[primary.clone()]).await.unwrap();
+    let again = cloud
+        .manage_enis(std::slice::from_ref(&primary))
+        .await
+        .unwrap();
     assert!(again.tagged.is_empty());
     assert_eq!(
         emu.shared.vpc.lock().unwrap().stats().calls["CreateTags"],

@@ -226,6 +226,7 @@ async fn backend_calls_succeed_against_moto() {
         prefixes: Vec::new(),
         ipv6s: Vec::new(),
         ipv6_prefixes: Vec::new(),
+        subnet_ipv6_cidrs: Vec::new(),
     };
     let classes = cloud
         .manage_enis(&[as_interface(&primary, 0), as_interface(&eni, 1)])
@@ -233,7 +234,7 @@ async fn backend_calls_succeed_against_moto() {
         .expect("DescribeNetworkInterfaces + CreateTags");
     assert_eq!(
         classes.tagged,
-        [primary.clone()],
+        std::slice::from_ref(&primary),
         "only the untagged primary"
     );
     let d = ec2

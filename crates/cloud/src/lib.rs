@@ -158,6 +158,8 @@ pub struct Interface {
     pub ipv6s: Vec<Ipv6Addr>,
     /// `ipv6-prefix`: delegated /80s.
     pub ipv6_prefixes: Vec<Ipv6Net>,
+    /// `subnet-ipv6-cidr-blocks`.
+    pub subnet_ipv6_cidrs: Vec<Ipv6Net>,
 }
 
 /// What EC2's tags say about the attached ENIs (spec c.7).

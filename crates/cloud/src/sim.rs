@@ -167,6 +167,7 @@ fn interface(i: ImdsInterface) -> Interface {
         prefixes: i.ipv4_prefixes,
         ipv6s: i.ipv6s,
         ipv6_prefixes: i.ipv6_prefixes,
+        subnet_ipv6_cidrs: i.subnet_ipv6_cidrs,
     }
 }
 
@@ -304,6 +305,7 @@ impl Cloud for SimCloud {
             prefixes: e.prefixes.clone(),
             ipv6s: e.ipv6_addresses.clone(),
             ipv6_prefixes: e.ipv6_prefixes.clone(),
+            subnet_ipv6_cidrs: vpc.subnets[&e.subnet_id].ipv6_cidr.into_iter().collect(),
         })
     }
 
