@@ -3,6 +3,7 @@
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT`), so the same code runs against EC2 on a node and
 //! against `vpc-cni emulate` in tests. This is the only crate that compiles the SDK.
 
+mod eni;
 mod imds;
 pub mod ipv6;
 pub mod limits_sync;
@@ -15,7 +16,6 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{NetworkInterfaceAttachmentChanges, ResourceType, Tag, TagSpecification};
 use ipnet::{Ipv4Net, Ipv6Net};
 use vpc_cni_cloud::{Cloud, CloudError, EniClasses, InstanceMeta, Interface};
 
@@ -262,64 +262,6 @@ impl AwsCloud {
         }))
     }
 
-    /// Tags of a new ENI: this node's tags and its creation time (the leak sweep's clock).
-    fn tags(&self) -> Vec<Tag> {
-        let mut tags = tagging::node_tags(&self.opts, &self.instance_id);
-        tags.insert(TAG_CREATED_AT.into(), sweep::rfc3339_now());
-        tags.into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect()
-    }
-
-    async fn free_device_index(&self) -> Result<u32, CloudError> {
-        let out = self
-            .ec2
-            .describe_instances()
-            .instance_ids(&self.instance_id)
-            .send()
-            .await
-            .map_err(|e| cloud_error("DescribeInstances", e))?;
-        let used: Vec<u32> = out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .flat_map(|i| i.network_interfaces())
-            .filter_map(|n| n.attachment().and_then(|a| a.device_index()))
-            .filter_map(|d| u32::try_from(d).ok())
-            .collect();
-        Ok((1..)
-            .find(|d| !used.contains(d))
-            .expect("some index is free"))
-    }
-
-    async fn delete_eni(&self, eni: &str) -> Result<(), CloudError> {
-        // Detach takes a moment: retry while EC2 still reports the ENI in use.
-        let mut wait = Duration::from_millis(200);
-        for attempt in 0..10 {
-            match self
-                .ec2
-                .delete_network_interface()
-                .network_interface_id(eni)
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    let err = cloud_error("DeleteNetworkInterface", e);
-                    if err.kind() == vpc_cni_cloud::ErrorKind::NotFound {
-                        return Ok(());
-                    }
-                    if err.kind() != vpc_cni_cloud::ErrorKind::InUse || attempt == 9 {
-                        return Err(err);
-                    }
-                }
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
-        }
-        unreachable!("the loop returns")
-    }
-
     /// Wait until IMDS shows the new ENI (upstream polls the same way after attach).
     async fn wait_in_imds(&self, mac: &str) -> Result<Interface, CloudError> {
         let mut last = None;
@@ -490,129 +432,5 @@ impl Cloud for AwsCloud {
                 limits: s.limits,
                 vcpus: s.vcpus,
             }))
-    }
-}
-
-impl AwsCloud {
-    /// Create an ENI (subnet and groups of the primary ENI, upstream description and tags),
-    /// attach it at the lowest free device index, set DeleteOnTermination; an ENI whose attach
-    /// failed is deleted. Returns (ENI ID, MAC).
-    pub async fn create_and_attach(
-        &self,
-        ips: u32,
-        prefixes: u32,
-    ) -> Result<(String, String), CloudError> {
-        let candidates = self.candidate_subnets().await;
-        let mut last = None;
-        let mut made = None;
-        for subnet in &candidates {
-            let mut create = self
-                .ec2
-                .create_network_interface()
-                .subnet_id(subnet)
-                .description(format!("aws-K8S-{}", self.instance_id))
-                .tag_specifications(
-                    TagSpecification::builder()
-                        .resource_type(ResourceType::NetworkInterface)
-                        .set_tags(Some(self.tags()))
-                        .build(),
-                );
-            for g in &self.primary_groups {
-                create = create.groups(g);
-            }
-            create = if prefixes > 0 {
-                create.ipv4_prefix_count(prefixes as i32)
-            } else if ips > 0 {
-                create.secondary_private_ip_address_count(ips as i32)
-            } else {
-                create
-            };
-            match create.send().await {
-                Ok(m) => {
-                    made = Some(m);
-                    break;
-                }
-                // A full subnet: the next candidate may have room.
-                Err(e) => {
-                    let e = cloud_error("CreateNetworkInterface", e);
-                    let full = e.is_insufficient_addresses();
-                    last = Some(e);
-                    if !full {
-                        break;
-                    }
-                }
-            }
-        }
-        let Some(made) = made else {
-            return Err(last.unwrap_or(CloudError { code: "NoEligibleSubnet".into(), message: "CreateNetworkInterface: no eligible subnet (the primary subnet is tagged kubernetes.io/role/cni=0)".into() }));
-        };
-        let ni = made.network_interface().ok_or_else(|| CloudError {
-            code: "InvalidResponse".into(),
-            message: "CreateNetworkInterface returned no interface".into(),
-        })?;
-        let eni = ni.network_interface_id().unwrap_or_default().to_string();
-        let mac = ni.mac_address().unwrap_or_default().to_string();
-        let attached = async {
-            let index = self.free_device_index().await?;
-            let att = self
-                .ec2
-                .attach_network_interface()
-                .network_interface_id(&eni)
-                .instance_id(&self.instance_id)
-                .device_index(index as i32)
-                .network_card_index(0)
-                .send()
-                .await
-                .map_err(|e| cloud_error("AttachNetworkInterface", e))?;
-            let attachment = att.attachment_id().unwrap_or_default().to_string();
-            self.ec2
-                .modify_network_interface_attribute()
-                .network_interface_id(&eni)
-                .attachment(
-                    NetworkInterfaceAttachmentChanges::builder()
-                        .attachment_id(attachment)
-                        .delete_on_termination(true)
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| cloud_error("ModifyNetworkInterfaceAttribute", e))?;
-            Ok::<_, CloudError>(())
-        }
-        .await;
-        if let Err(e) = attached {
-            // Never leave a created ENI behind: it would be a leak.
-            if let Err(d) = self.delete_eni(&eni).await {
-                tracing::error!(eni = %eni, error = %d.message, "failed to delete an ENI whose attach failed");
-            }
-            return Err(e);
-        }
-        tracing::info!(eni = %eni, "ENI created and attached");
-        Ok((eni, mac))
-    }
-
-    /// Detach (when attached) and delete, retrying while EC2 reports the ENI in use.
-    pub async fn detach_and_delete(&self, eni: &str) -> Result<(), CloudError> {
-        let out = self
-            .ec2
-            .describe_network_interfaces()
-            .network_interface_ids(eni)
-            .send()
-            .await
-            .map_err(|e| cloud_error("DescribeNetworkInterfaces", e))?;
-        if let Some(att) = out
-            .network_interfaces()
-            .first()
-            .and_then(|n| n.attachment())
-            .and_then(|a| a.attachment_id())
-        {
-            self.ec2
-                .detach_network_interface()
-                .attachment_id(att)
-                .send()
-                .await
-                .map_err(|e| cloud_error("DetachNetworkInterface", e))?;
-        }
-        self.delete_eni(eni).await
     }
 }
