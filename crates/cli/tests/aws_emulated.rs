@@ -266,6 +266,8 @@ async fn thirty_percent_injected_errors_and_throttling_converge_and_leak_nothing
         .as_u64()
         .unwrap_or(0);
     assert!(throttled > 0, "calls were throttled: {stats}");
+    // The figures the README reports (visible with --nocapture).
+    println!("faults injected while placing 27 pods: {stats}");
     for i in 0..27 {
         let mut del = vpc_cni_proto::rpc::DelNetworkRequest {
             k8s_pod_name: format!("pod-{i}"),
