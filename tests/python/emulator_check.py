@@ -43,12 +43,15 @@ check(len(eni["PrivateIpAddresses"]) == 4 and eni["PrivateIpAddresses"][0]["Prim
 check({t["Key"] for t in eni["TagSet"]} >= {"node.k8s.amazonaws.com/instance_id"}, "tags at creation")
 att = ec2.attach_network_interface(NetworkInterfaceId=eni_id, InstanceId=instance_id, DeviceIndex=1)["AttachmentId"]
 ec2.modify_network_interface_attribute(NetworkInterfaceId=eni_id, Attachment={"AttachmentId": att, "DeleteOnTermination": True})
+ec2.modify_network_interface_attribute(NetworkInterfaceId=eni_id, ConnectionTrackingSpecification={"TcpEstablishedTimeout": 350, "UdpTimeout": 30})
 got = ec2.assign_private_ip_addresses(NetworkInterfaceId=eni_id, SecondaryPrivateIpAddressCount=2)
 check(len(got["AssignedPrivateIpAddresses"]) == 2, "AssignPrivateIpAddresses answer")
 ec2.create_tags(Resources=[eni_id], Tags=[{"Key": "createdAt", "Value": "2026-11-23T00:00:00Z"}])
 
 desc = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"][0]
 check(desc["Attachment"]["DeleteOnTermination"] is True, "DeleteOnTermination after modify")
+check(desc.get("ConnectionTrackingConfiguration") == {"TcpEstablishedTimeout": 350, "UdpTimeout": 30},
+      f"connection tracking after modify: {desc.get('ConnectionTrackingConfiguration')}")
 check(len(desc["PrivateIpAddresses"]) == 6, f"6 addresses, got {len(desc['PrivateIpAddresses'])}")
 tagged = ec2.describe_network_interfaces(Filters=[{"Name": "tag-key", "Values": ["node.k8s.amazonaws.com/instance_id"]}])["NetworkInterfaces"]
 check([e["NetworkInterfaceId"] for e in tagged] == [eni_id], "tag-key filter")

@@ -1,13 +1,49 @@
-//! The ENI lifecycle on EC2: create (subnet, description, tags), attach at the lowest free
+//! The ENI lifecycle on EC2: create (subnet, description, tags, the primary ENI's connection
+//! tracking timeouts), attach at the lowest free
 //! device index, DeleteOnTermination, delete on a failed attach; detach then delete, retried
 //! while EC2 still reports the ENI in use.
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{NetworkInterfaceAttachmentChanges, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    ConnectionTrackingSpecificationRequest, NetworkInterfaceAttachmentChanges, ResourceType, Tag,
+    TagSpecification,
+};
 use vpc_cni_cloud::CloudError;
 
 use crate::{AwsCloud, TAG_CREATED_AT, cloud_error, sweep, tagging};
+
+/// The primary ENI's connection tracking timeouts as a creation parameter; `None` when unset or
+/// unreadable (new ENIs then get EC2's defaults, as upstream on error).
+pub(crate) async fn primary_conntrack(
+    ec2: &aws_sdk_ec2::Client,
+    primary: &str,
+) -> Option<ConnectionTrackingSpecificationRequest> {
+    let out = match ec2
+        .describe_network_interfaces()
+        .network_interface_ids(primary)
+        .send()
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            let e = cloud_error("DescribeNetworkInterfaces", e);
+            tracing::warn!(code = %e.code, error = %e.message, "primary ENI's connection tracking unknown; new ENIs get EC2's defaults");
+            return None;
+        }
+    };
+    let ct = out
+        .network_interfaces()
+        .first()?
+        .connection_tracking_configuration()?;
+    Some(
+        ConnectionTrackingSpecificationRequest::builder()
+            .set_tcp_established_timeout(ct.tcp_established_timeout())
+            .set_udp_stream_timeout(ct.udp_stream_timeout())
+            .set_udp_timeout(ct.udp_timeout())
+            .build(),
+    )
+}
 
 impl AwsCloud {
     /// Tags of a new ENI: this node's tags and its creation time (the leak sweep's clock).
@@ -93,6 +129,9 @@ impl AwsCloud {
                 );
             for g in &self.primary_groups {
                 create = create.groups(g);
+            }
+            if let Some(ct) = &self.conntrack {
+                create = create.connection_tracking_specification(ct.clone());
             }
             create = if prefixes > 0 {
                 create.ipv4_prefix_count(prefixes as i32)

@@ -95,6 +95,8 @@ pub struct AwsCloud {
     primary_groups: Vec<String>,
     /// (VPC ID, availability zone) for subnet discovery; `None`: unknown, primary subnet only.
     placement: Option<(String, String)>,
+    /// The primary ENI's connection tracking timeouts, copied to new ENIs (upstream does).
+    conntrack: Option<aws_sdk_ec2::types::ConnectionTrackingSpecificationRequest>,
 }
 
 fn parse_ip(s: &str, what: &str) -> Result<Ipv4Addr, CloudError> {
@@ -143,6 +145,13 @@ impl AwsCloud {
             .load()
             .await;
         let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let primary_eni = imds
+            .required(&format!(
+                "network/interfaces/macs/{}/interface-id",
+                imds.required("mac").await?
+            ))
+            .await?;
+        let conntrack = eni::primary_conntrack(&ec2, &primary_eni).await;
         let mac = imds.required("mac").await?;
         let primary_subnet = imds
             .required(&format!("network/interfaces/macs/{mac}/subnet-id"))
@@ -169,6 +178,7 @@ impl AwsCloud {
             primary_subnet,
             primary_groups,
             placement: Some((vpc, az)),
+            conntrack,
         })
     }
 
@@ -189,6 +199,7 @@ impl AwsCloud {
             primary_subnet: subnet.to_string(),
             primary_groups: groups,
             placement,
+            conntrack: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The backend against the in-process emulator of a dual-stack VPC: the IPv6 actions and IMDS
-//! paths, tags on new ENIs, TagENI on the primary, EC2's error on an IPv4-only VPC.
+//! paths, tags and the primary's connection tracking on new ENIs, TagENI on the primary, EC2's
+//! error on an IPv4-only VPC.
 
 use std::net::{Ipv6Addr, SocketAddr};
 
@@ -41,6 +42,17 @@ async fn ipv6_paths_and_actions_and_tagging_against_the_emulator() {
     let emu = start(&config(Some("2001:db8:1200::/56")), any_port(), any_port())
         .await
         .unwrap();
+    // The primary ENI has connection tracking timeouts set: new ENIs get the same.
+    let ct = vpc_cni_sim::ConnTrack {
+        tcp_established: Some(350),
+        udp_stream: Some(60),
+        udp: Some(30),
+    };
+    {
+        let mut vpc = emu.shared.vpc.lock().unwrap();
+        let primary = vpc.instance(&emu.imds[0].0).unwrap().primary_eni.clone();
+        vpc.set_conntrack_unmetered(&primary, ct);
+    }
     let opts = AwsOptions {
         cluster_name: Some("emu".into()),
         ..Default::default()
@@ -120,6 +132,11 @@ async fn ipv6_paths_and_actions_and_tagging_against_the_emulator() {
             "{tags:?}"
         );
         assert_eq!(tags["eks:eni:owner"], "amazon-vpc-cni");
+        assert_eq!(
+            vpc.eni(&eni).unwrap().conntrack,
+            Some(ct),
+            "copied from the primary"
+        );
     }
     cloud.detach_and_delete(&eni).await.unwrap();
 

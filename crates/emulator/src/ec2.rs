@@ -137,7 +137,7 @@ fn eni_xml(c: &Ctx<'_>, e: &SimEni) -> String {
         "ipv4PrefixSet",
         e.prefixes.iter().map(|p| el("ipv4Prefix", p)),
     );
-    x + &crate::ec2_ipv6::eni_sets(e)
+    x + &crate::ec2_ipv6::eni_sets(e) + &crate::conntrack::xml(e.conntrack.as_ref())
 }
 
 fn eni_filters(p: &Params, vpc_id: String) -> Result<Vec<EniFilter>, ApiError> {
@@ -238,6 +238,9 @@ fn create_eni(c: &mut Ctx<'_>, p: &Params) -> Result<String, ApiError> {
         c.vpc.set_security_groups_unmetered(&id, &groups);
     }
     crate::ec2_ipv6::on_create(c, &id, p)?;
+    if let Some(ct) = crate::conntrack::from_params(p)? {
+        c.vpc.set_conntrack_unmetered(&id, ct);
+    }
     let e = c.vpc.eni(&id).expect("just created").clone();
     Ok(wrap("networkInterface", eni_xml(c, &e)))
 }
@@ -279,6 +282,8 @@ fn modify(c: &mut Ctx<'_>, p: &Params) -> Result<String, ApiError> {
     let eni = p.required("NetworkInterfaceId").map_err(param)?.to_string();
     if let Some(v) = p.get("Attachment.DeleteOnTermination") {
         c.vpc.set_delete_on_termination(&eni, v == "true", c.now)?;
+    } else if let Some(ct) = crate::conntrack::from_params(p)? {
+        c.vpc.set_conntrack(&eni, ct, c.now)?;
     } else {
         let groups = p.list("SecurityGroupId");
         if groups.is_empty() {

@@ -3,6 +3,7 @@
 //! `AWS_ENDPOINT_URL_EC2` and `AWS_EC2_METADATA_SERVICE_ENDPOINT`. Throttling, latency and
 //! faults of the simulated VPC apply.
 
+mod conntrack;
 pub mod ec2;
 mod ec2_ipv6;
 pub mod imds;

@@ -20,6 +20,6 @@ pub use scenario::Scenario;
 pub use subnet::{ReservationType, Subnet};
 pub use throttle::{Ec2Action, Throttle};
 pub use vpc::{
-    Attachment, CallStats, EniFilter, EniPage, EniStatus, Faults, ImdsInterface, Instance, Latency,
-    SimEni, Vpc,
+    Attachment, CallStats, ConnTrack, EniFilter, EniPage, EniStatus, Faults, ImdsInterface,
+    Instance, Latency, SimEni, Vpc,
 };

@@ -217,6 +217,25 @@ impl Vpc {
         Ok(())
     }
 
+    /// Connection tracking timeouts as part of another call (`CreateNetworkInterface`).
+    pub fn set_conntrack_unmetered(&mut self, eni: &str, ct: super::ConnTrack) {
+        if let Some(e) = self.enis.get_mut(eni) {
+            e.conntrack = Some(ct);
+        }
+    }
+
+    /// `ModifyNetworkInterfaceAttribute` with `ConnectionTrackingSpecification`.
+    pub fn set_conntrack(
+        &mut self,
+        eni: &str,
+        ct: super::ConnTrack,
+        now: Time,
+    ) -> Result<(), Ec2Error> {
+        self.call(Ec2Action::ModifyNetworkInterfaceAttribute, now)?;
+        self.eni_checked(eni)?.conntrack = Some(ct);
+        Ok(())
+    }
+
     /// `DescribeInstanceTypes` for types this VPC's instances use: (ENIs, IPv4 per ENI,
     /// hypervisor) as the limits table holds them.
     pub fn describe_instance_type(

@@ -126,6 +126,20 @@ pub struct SimEni {
     pub created_at: Time,
     /// Security group IDs.
     pub security_groups: Vec<String>,
+    /// Connection tracking timeouts, when set.
+    #[serde(default)]
+    pub conntrack: Option<ConnTrack>,
+}
+
+/// An ENI's connection tracking timeouts in seconds (EC2's `ConnectionTrackingConfiguration`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnTrack {
+    /// `TcpEstablishedTimeout`.
+    pub tcp_established: Option<u32>,
+    /// `UdpStreamTimeout`.
+    pub udp_stream: Option<u32>,
+    /// `UdpTimeout`.
+    pub udp: Option<u32>,
 }
 
 impl SimEni {
@@ -394,6 +408,7 @@ impl Vpc {
             tags: BTreeMap::new(),
             created_at: now,
             security_groups: self.default_security_groups.clone(),
+            conntrack: None,
         };
         self.enis.insert(id.clone(), eni);
         Ok(id)
