@@ -23,22 +23,29 @@ fn python() -> String {
         .expect("VPC_CNI_PYTHON must name a Python with boto3 (scripts/check sets it up)")
 }
 
-/// EC2's view through boto3.
-fn ec2_state(ep: &Value) -> Value {
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/python/emulator_state.py");
+/// Run `tests/python/<script> EC2_ENDPOINT INSTANCE_ID args…` and parse its JSON answer.
+fn python_json(script: &str, ep: &Value, args: &[&str]) -> Value {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python")
+        .join(script);
     let out = Command::new(python())
-        .arg(script)
+        .arg(path)
         .arg(ep["ec2"].as_str().unwrap())
         .arg(ep["imds"][0]["instance_id"].as_str().unwrap())
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{script}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// EC2's view through boto3.
+fn ec2_state(ep: &Value) -> Value {
+    python_json("emulator_state.py", ep, &[])
 }
 
 /// The daemon's view: ENI → CIDRs (/32 per secondary IP, /28 per prefix).
@@ -410,21 +417,7 @@ async fn a_type_missing_from_the_table_comes_from_describe_instance_types() {
 
 /// Attach ENIs by hand (boto3) as another tool would; returns their IDs.
 fn attach_by_hand(ep: &Value, spec: &str) -> Vec<String> {
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/python/attach_enis.py");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(ep["ec2"].as_str().unwrap())
-        .arg(ep["imds"][0]["instance_id"].as_str().unwrap())
-        .arg(spec)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_value(python_json("attach_enis.py", ep, &[spec])).unwrap()
 }
 
 /// Pods that get an address before the first refusal (each AddNetwork retried for 5 s).

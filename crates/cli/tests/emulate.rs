@@ -13,16 +13,15 @@ fn start(extra: &[&str]) -> (Kill, serde_json::Value) {
     emulator(extra)
 }
 
-#[test]
-fn boto3_and_imdsv2_against_the_emulator() {
+/// Run `tests/python/<script>` against the first instance of `ep`; its messages on failure.
+fn run_check(script: &str, ep: &serde_json::Value) {
     let python = std::env::var("VPC_CNI_PYTHON")
         .expect("VPC_CNI_PYTHON must name a Python with boto3 (scripts/check sets it up)");
-    let (_emu, ep) = start(&["--instance-type", "m5.large", "--instance-type", "t3.small"]);
-    assert_eq!(ep["imds"].as_array().unwrap().len(), 2, "{ep}");
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/python/emulator_check.py");
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python")
+        .join(script);
     let out = Command::new(&python)
-        .arg(script)
+        .arg(path)
         .arg(ep["ec2"].as_str().unwrap())
         .arg(ep["imds"][0]["endpoint"].as_str().unwrap())
         .arg(ep["imds"][0]["instance_id"].as_str().unwrap())
@@ -30,32 +29,23 @@ fn boto3_and_imdsv2_against_the_emulator() {
         .unwrap();
     assert!(
         out.status.success(),
-        "{}{}",
+        "{script}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
 #[test]
+fn boto3_and_imdsv2_against_the_emulator() {
+    let (_emu, ep) = start(&["--instance-type", "m5.large", "--instance-type", "t3.small"]);
+    assert_eq!(ep["imds"].as_array().unwrap().len(), 2, "{ep}");
+    run_check("emulator_check.py", &ep);
+}
+
+#[test]
 fn ipv6_actions_and_imds_paths_of_a_dual_stack_vpc() {
-    let python = std::env::var("VPC_CNI_PYTHON")
-        .expect("VPC_CNI_PYTHON must name a Python with boto3 (scripts/check sets it up)");
     let (_emu, ep) = start(&["--ipv6-cidr", "2001:db8:1200::/56"]);
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/python/emulator_ipv6_check.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(ep["ec2"].as_str().unwrap())
-        .arg(ep["imds"][0]["endpoint"].as_str().unwrap())
-        .arg(ep["imds"][0]["instance_id"].as_str().unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_check("emulator_ipv6_check.py", &ep);
 }
 
 #[test]
