@@ -127,7 +127,7 @@ impl AwsCloud {
                         .set_tags(Some(self.tags()))
                         .build(),
                 );
-            for g in &self.primary_groups {
+            for g in &self.groups() {
                 create = create.groups(g);
             }
             if let Some(ct) = &self.conntrack {

@@ -4,6 +4,7 @@
 //! against `vpc-cni emulate` in tests. This is the only crate that compiles the SDK.
 
 mod eni;
+mod groups;
 mod imds;
 pub mod ipv6;
 pub mod limits_sync;
@@ -92,7 +93,10 @@ pub struct AwsCloud {
     opts: AwsOptions,
     instance_id: String,
     primary_subnet: String,
-    primary_groups: Vec<String>,
+    /// Groups new ENIs get (the primary ENI's; shared by clones, refreshed every 30 s).
+    primary_groups: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The primary ENI's ID (empty when built from parts).
+    primary_eni: String,
     /// (VPC ID, availability zone) for subnet discovery; `None`: unknown, primary subnet only.
     placement: Option<(String, String)>,
     /// The primary ENI's connection tracking timeouts, copied to new ENIs (upstream does).
@@ -156,16 +160,7 @@ impl AwsCloud {
         let primary_subnet = imds
             .required(&format!("network/interfaces/macs/{mac}/subnet-id"))
             .await?;
-        let primary_groups = imds
-            .get(&format!("network/interfaces/macs/{mac}/security-group-ids"))
-            .await?
-            .map(|s| {
-                s.lines()
-                    .map(str::to_string)
-                    .filter(|l| !l.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let primary_groups = groups::of_mac(&imds, &mac).await?;
         let vpc = imds
             .required(&format!("network/interfaces/macs/{mac}/vpc-id"))
             .await?;
@@ -176,7 +171,8 @@ impl AwsCloud {
             opts,
             instance_id,
             primary_subnet,
-            primary_groups,
+            primary_groups: std::sync::Arc::new(std::sync::Mutex::new(primary_groups)),
+            primary_eni,
             placement: Some((vpc, az)),
             conntrack,
         })
@@ -197,7 +193,8 @@ impl AwsCloud {
             opts,
             instance_id: instance_id.to_string(),
             primary_subnet: subnet.to_string(),
-            primary_groups: groups,
+            primary_groups: std::sync::Arc::new(std::sync::Mutex::new(groups)),
+            primary_eni: String::new(),
             placement,
             conntrack: None,
         }
@@ -417,6 +414,13 @@ impl Cloud for AwsCloud {
         prefixes: &[Ipv6Net],
     ) -> Result<(), CloudError> {
         self.unassign_ipv6_prefix_list(eni, prefixes).await
+    }
+
+    async fn refresh_security_groups(
+        &self,
+        enis: &[String],
+    ) -> Result<Option<Vec<String>>, CloudError> {
+        self.refresh_groups(enis).await
     }
 
     async fn manage_enis(&self, attached: &[Interface]) -> Result<EniClasses, CloudError> {

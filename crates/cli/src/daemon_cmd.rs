@@ -75,6 +75,9 @@ pub struct Args {
     /// Period of the reconciliation with IMDS in milliseconds (upstream: 60000).
     #[arg(long, default_value_t = 60_000, hide = true)]
     reconcile_ms: u64,
+    /// Period of the security-group refresh in milliseconds (upstream: 30000).
+    #[arg(long, default_value_t = 30_000, hide = true)]
+    sg_refresh_ms: u64,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -136,6 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.sim_links = args.cloud == CloudKind::Sim;
     cfg.cycle = std::time::Duration::from_millis(args.cycle_ms.max(1));
     cfg.reconcile = std::time::Duration::from_millis(args.reconcile_ms.max(1));
+    cfg.sg_refresh = std::time::Duration::from_millis(args.sg_refresh_ms.max(1));
     init_logging()?;
     let table = args.data.table()?;
     let rt = tokio::runtime::Builder::new_multi_thread()

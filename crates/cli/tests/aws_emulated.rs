@@ -555,3 +555,58 @@ async fn manage_untagged_eni_false_and_reconcile_classifies_new_enis() {
         "4 ENIs, 2 unmanaged:\n{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_group_change_reaches_managed_and_new_enis() {
+    let (_emu, ep) = emulator(&["--instance-type", "m5.large"]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = aws_daemon(
+        &ep,
+        dir.path(),
+        &[("WARM_ENI_TARGET", "1")],
+        &["--max-pods", "29", "--sg-refresh-ms", "300"],
+    );
+    let mut c = connect(&d.socket()).await;
+    let groups = |state: &Value| -> BTreeMap<String, Value> {
+        state["attached"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(id, e)| (id.clone(), e["groups"].clone()))
+            .collect()
+    };
+    // Nine pods fill the primary ENI; keeping one ENI's worth warm makes the pool add a second.
+    assert_eq!(fill(&mut c, 9).await, 9);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while groups(&ec2_state(&ep)).len() < 2 {
+        assert!(Instant::now() < deadline, "no second ENI; log: {}", d.log());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let primary: String =
+        serde_json::from_value(python_json("set_groups.py", &ep, &["sg-0new", "sg-0extra"]))
+            .unwrap();
+    let want = serde_json::json!(["sg-0extra", "sg-0new"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while groups(&ec2_state(&ep)).values().any(|g| *g != want) {
+        assert!(
+            Instant::now() < deadline,
+            "groups never followed the primary's: {:?}; log: {}",
+            groups(&ec2_state(&ep)),
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Filling the second ENI makes the pool create a third: it gets the new groups too.
+    assert_eq!(fill(&mut c, 18).await, 18);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = groups(&ec2_state(&ep));
+        if now.len() == 3 {
+            assert!(now.values().all(|g| *g == want), "{now:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no third ENI: {now:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(d.log().contains("security groups refreshed"), "{primary}");
+}

@@ -222,6 +222,15 @@ pub trait Cloud: Send + Sync + 'static {
     ) -> impl Future<Output = Result<EniClasses, CloudError>> + Send {
         async { Ok(EniClasses::default()) }
     }
+    /// Re-read the primary ENI's security groups; when they changed, give them to `enis` and to
+    /// ENIs created from now on (`ModifyNetworkInterfaceAttribute`, Groups) and return them. A
+    /// backend whose ENIs keep their groups (the simulated VPC) has nothing to refresh.
+    fn refresh_security_groups(
+        &self,
+        _enis: &[String],
+    ) -> impl Future<Output = Result<Option<Vec<String>>, CloudError>> + Send {
+        async { Ok(None) }
+    }
     /// `DescribeInstanceTypes` for a type the limits table lacks (`None`: not available here).
     fn instance_type(
         &self,

@@ -44,6 +44,8 @@ pub struct DaemonConfig {
     pub cycle: std::time::Duration,
     /// Reconciliation period (upstream 60 s).
     pub reconcile: std::time::Duration,
+    /// Period of the security-group refresh (upstream 30 s; off with custom networking).
+    pub sg_refresh: std::time::Duration,
     /// Raw upstream env values shown by introspection.
     pub env_snapshot: Vec<(String, String)>,
     /// Host networking settings (spec e.5/e.6).
@@ -238,6 +240,7 @@ impl DaemonConfig {
             max_pods: None,
             cycle: std::time::Duration::from_secs(5),
             reconcile: std::time::Duration::from_secs(60),
+            sg_refresh: std::time::Duration::from_secs(30),
             env_snapshot,
             host: HostSettings::from_reader(&r)?,
             host_network: false,

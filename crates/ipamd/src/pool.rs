@@ -18,9 +18,17 @@ pub async fn run<C: Cloud>(shared: Arc<Shared<C>>) {
     let mut tick = tokio::time::interval(shared.cfg.cycle);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_reconcile = tokio::time::Instant::now();
+    let mut last_sg_refresh = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         cycle(&shared).await;
+        // Custom networking takes its groups from the ENIConfig: nothing to follow (spec c.9).
+        if !shared.cfg.settings.custom_networking
+            && last_sg_refresh.elapsed() >= shared.cfg.sg_refresh
+        {
+            last_sg_refresh = tokio::time::Instant::now();
+            refresh_security_groups(&shared).await;
+        }
         if last_reconcile.elapsed() >= shared.cfg.reconcile {
             last_reconcile = tokio::time::Instant::now();
             match timed(&shared, "GetMetadata", shared.cloud.interfaces()).await {
@@ -32,6 +40,16 @@ pub async fn run<C: Cloud>(shared: Arc<Shared<C>>) {
                 Err(e) => tracing::warn!(error = %e, "IMDS read failed; reconcile skipped"),
             }
         }
+    }
+}
+
+/// Give the managed ENIs the primary ENI's security groups when those changed.
+async fn refresh_security_groups<C: Cloud>(s: &Shared<C>) {
+    let enis: Vec<String> = s.lock().ds.enis().iter().map(|e| e.id.clone()).collect();
+    match s.cloud.refresh_security_groups(&enis).await {
+        Ok(Some(groups)) => tracing::info!(?groups, enis = enis.len(), "security groups refreshed"),
+        Ok(None) => {}
+        Err(e) => record_error(s, "ModifyNetworkInterfaceAttribute", "refreshSGIDs", &e),
     }
 }
 
