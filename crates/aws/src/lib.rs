@@ -400,6 +400,36 @@ impl Cloud for AwsCloud {
         self.detach_and_delete(eni).await
     }
 
+    async fn eni_addresses(&self, eni: &str) -> Result<(Vec<Ipv4Addr>, Vec<Ipv4Net>), CloudError> {
+        let out = self
+            .ec2
+            .describe_network_interfaces()
+            .network_interface_ids(eni)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeNetworkInterfaces", e))?;
+        let Some(ni) = out.network_interfaces().first() else {
+            return Err(CloudError {
+                code: "InvalidNetworkInterfaceID.NotFound".into(),
+                message: format!("DescribeNetworkInterfaces: {eni} not in the answer"),
+            });
+        };
+        let ips = ni
+            .private_ip_addresses()
+            .iter()
+            .filter(|a| a.primary() != Some(true))
+            .filter_map(|a| a.private_ip_address())
+            .map(|a| parse_ip(a, "DescribeNetworkInterfaces"))
+            .collect::<Result<_, _>>()?;
+        let prefixes = ni
+            .ipv4_prefixes()
+            .iter()
+            .filter_map(|p| p.ipv4_prefix())
+            .map(|p| parse_net(p, "DescribeNetworkInterfaces"))
+            .collect::<Result<_, _>>()?;
+        Ok((ips, prefixes))
+    }
+
     async fn assign_ipv6_prefixes(
         &self,
         eni: &str,

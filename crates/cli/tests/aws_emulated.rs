@@ -610,3 +610,37 @@ async fn security_group_change_reaches_managed_and_new_enis() {
     }
     assert!(d.log().contains("security groups refreshed"), "{primary}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eni_full_at_ec2_is_imported_not_retried_blindly() {
+    let (_emu, ep) = emulator(&["--instance-type", "m5.large"]);
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("MAX_ENI", "1"),
+        ("WARM_ENI_TARGET", "0"),
+        ("WARM_IP_TARGET", "1"),
+    ];
+    // Reconciliation far away: only the import can bring the addresses in.
+    let args = ["--max-pods", "29", "--reconcile-ms", "600000"];
+    let d = aws_daemon(&ep, dir.path(), &env, &args);
+    let mut c = connect(&d.socket()).await;
+    assert_eq!(fill(&mut c, 1).await, 1);
+    // Someone else fills the primary ENI (10 addresses on an m5.large ENI, primary included).
+    let taken: Vec<String> =
+        serde_json::from_value(python_json("assign_behind.py", &ep, &["7"])).unwrap();
+    assert_eq!(taken.len(), 7);
+    // The pool's next assign is refused with PrivateIpAddressLimitExceeded: EC2's addresses
+    // are imported, and pods get them at once.
+    assert_eq!(fill(&mut c, 9).await, 9, "log: {}", d.log());
+    assert!(
+        d.log().contains("ENI full at EC2: imported its addresses"),
+        "{}",
+        d.log()
+    );
+    let ours = daemon_state(&d);
+    assert_eq!(
+        ours.values().map(BTreeSet::len).sum::<usize>(),
+        9,
+        "{ours:?}"
+    );
+}

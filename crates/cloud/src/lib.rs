@@ -178,6 +178,12 @@ pub trait Cloud: Send + Sync + 'static {
     fn instance(&self) -> impl Future<Output = Result<InstanceMeta, CloudError>> + Send;
     /// IMDS `network/interfaces/macs/…`: attached interfaces, device order.
     fn interfaces(&self) -> impl Future<Output = Result<Vec<Interface>, CloudError>> + Send;
+    /// `DescribeNetworkInterfaces` of one ENI: the secondary IPs and prefixes EC2 holds (the
+    /// truth when IMDS lags or the datastore is out of sync).
+    fn eni_addresses(
+        &self,
+        eni: &str,
+    ) -> impl Future<Output = Result<(Vec<Ipv4Addr>, Vec<Ipv4Net>), CloudError>> + Send;
     /// `AssignPrivateIpAddresses` by count (IPs or prefixes).
     fn assign(
         &self,

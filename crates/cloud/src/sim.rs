@@ -230,6 +230,24 @@ impl Cloud for SimCloud {
         r
     }
 
+    async fn eni_addresses(&self, eni: &str) -> Result<(Vec<Ipv4Addr>, Vec<Ipv4Net>), CloudError> {
+        let now = self.now();
+        let page = self
+            .lock()
+            .describe_network_interfaces(
+                &[vpc_cni_sim::EniFilter::Id(vec![eni.to_string()])],
+                None,
+                None,
+                now,
+            )
+            .map_err(err)?;
+        let e = page.enis.into_iter().next().ok_or_else(|| CloudError {
+            code: "InvalidNetworkInterfaceID.NotFound".into(),
+            message: format!("ENI {eni} not described"),
+        })?;
+        Ok((e.secondary_ips, e.prefixes))
+    }
+
     async fn assign_ipv6_prefixes(
         &self,
         eni: &str,

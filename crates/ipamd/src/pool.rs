@@ -34,7 +34,8 @@ pub async fn run<C: Cloud>(shared: Arc<Shared<C>>) {
             match timed(&shared, "GetMetadata", shared.cloud.interfaces()).await {
                 Ok(list) if !list.is_empty() => {
                     let managed = crate::reconcile::managed(&shared, &list).await;
-                    crate::reconcile::reconcile(&shared, &managed);
+                    let checked = crate::reconcile::with_ec2_truth(&shared, managed).await;
+                    crate::reconcile::reconcile(&shared, &checked);
                 }
                 Ok(_) => tracing::warn!("IMDS lists no interfaces; reconcile skipped"),
                 Err(e) => tracing::warn!(error = %e, "IMDS read failed; reconcile skipped"),
@@ -116,6 +117,23 @@ fn record_error<C: Cloud>(s: &Shared<C>, api: &'static str, f: &'static str, e: 
     }
 }
 
+/// `PrivateIpAddressLimitExceeded` on an ENI the datastore thinks has room: it is out of sync,
+/// so import what EC2 holds (upstream does the same).
+async fn import_from_ec2<C: Cloud>(s: &Shared<C>, eni: &str) {
+    match timed(s, "DescribeNetworkInterfaces", s.cloud.eni_addresses(eni)).await {
+        Ok((ips, prefixes)) => {
+            tracing::info!(
+                eni,
+                ips = ips.len(),
+                prefixes = prefixes.len(),
+                "ENI full at EC2: imported its addresses"
+            );
+            add_addresses(s, eni, &ips, &prefixes);
+        }
+        Err(e) => tracing::warn!(eni, code = %e.code, "ENI full at EC2 and not describable"),
+    }
+}
+
 fn add_addresses<C: Cloud>(s: &Shared<C>, eni: &str, ips: &[Ipv4Addr], prefixes: &[Ipv4Net]) {
     let mut node = s.lock();
     for ip in ips {
@@ -185,6 +203,9 @@ fn execute<C: Cloud>(
                     Ok((ips, prefixes)) => add_addresses(s, &eni, &ips, &prefixes),
                     Err(e) => {
                         record_error(s, "AssignPrivateIpAddresses", "increaseIPPoolAssign", &e);
+                        if e.kind() == vpc_cni_cloud::ErrorKind::PrivateIpAddressLimitExceeded {
+                            import_from_ec2(s, &eni).await;
+                        }
                         if !e.is_insufficient_addresses() {
                             let follow = {
                                 let node = s.lock();

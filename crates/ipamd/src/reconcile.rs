@@ -1,6 +1,7 @@
 //! Reconciliation with IMDS (spec c.8): attached addresses missing from the datastore are added
 //! (except those the pool itself released within the last 60 s), datastore CIDRs and ENIs that
-//! are no longer attached are force-removed, unknown attached ENIs are adopted once EC2's tags
+//! are no longer attached are force-removed (where IMDS and the datastore disagree, EC2's
+//! `DescribeNetworkInterfaces` decides), unknown attached ENIs are adopted once EC2's tags
 //! say they are managed (spec c.7; they get this node's tags on the way).
 
 use std::collections::BTreeSet;
@@ -99,6 +100,54 @@ pub async fn managed<C: Cloud>(s: &Shared<C>, attached: &[Interface]) -> Vec<Int
         .collect()
 }
 
+/// The CIDRs an interface shows: a /32 per secondary IP, and its prefixes.
+fn shown(i: &Interface) -> BTreeSet<Ipv4Net> {
+    i.secondary_ips
+        .iter()
+        .map(|ip| Ipv4Net::new(*ip, 32).expect("/32"))
+        .chain(i.prefixes.iter().copied())
+        .collect()
+}
+
+/// Where IMDS and the datastore disagree about a known ENI, take EC2's word instead
+/// (`DescribeNetworkInterfaces`; IMDS lags): on failure the ENI is left as the datastore has it.
+pub async fn with_ec2_truth<C: Cloud>(s: &Shared<C>, attached: Vec<Interface>) -> Vec<Interface> {
+    let mut out = Vec::with_capacity(attached.len());
+    for mut i in attached {
+        let held: Option<BTreeSet<Ipv4Net>> = s
+            .lock()
+            .ds
+            .eni(&i.id)
+            .map(|e| e.cidrs.keys().copied().collect());
+        let Some(held) = held.filter(|h| *h != shown(&i)) else {
+            out.push(i);
+            continue;
+        };
+        match crate::pool::timed(s, "DescribeNetworkInterfaces", s.cloud.eni_addresses(&i.id)).await
+        {
+            Ok((ips, prefixes)) => {
+                i.secondary_ips = ips;
+                i.prefixes = prefixes;
+            }
+            Err(e) => {
+                tracing::warn!(eni = %i.id, code = %e.code, "EC2 truth unavailable; ENI left as the datastore has it");
+                i.secondary_ips = held
+                    .iter()
+                    .filter(|c| c.prefix_len() == 32)
+                    .map(Ipv4Net::addr)
+                    .collect();
+                i.prefixes = held
+                    .iter()
+                    .filter(|c| c.prefix_len() != 32)
+                    .copied()
+                    .collect();
+            }
+        }
+        out.push(i);
+    }
+    out
+}
+
 /// Remember CIDRs the pool released, so reconciliation does not re-add them while EC2 catches up.
 pub fn note_released<C: Cloud>(s: &Shared<C>, cidrs: &[Ipv4Net], at: Time) {
     let mut r = s.released.lock().unwrap_or_else(|p| p.into_inner());
@@ -139,12 +188,7 @@ pub fn reconcile<C: Cloud>(s: &Shared<C>, attached: &[Interface]) -> Changes {
         }
     }
     for i in attached {
-        let want: BTreeSet<Ipv4Net> = i
-            .secondary_ips
-            .iter()
-            .map(|ip| Ipv4Net::new(*ip, 32).expect("/32"))
-            .chain(i.prefixes.iter().copied())
-            .collect();
+        let want = shown(i);
         if node.ds.eni(&i.id).is_none() {
             let spec = crate::pool::eni_spec(i);
             let _ = node.ds.add_eni(spec, t);

@@ -1,12 +1,13 @@
 //! Reconciliation against the simulated cloud: addresses added or removed behind the daemon's
-//! back are picked up; released ones stay out during their cooldown.
+//! back are picked up; released ones stay out during their cooldown; a stale IMDS listing is
+//! corrected by EC2 before anything is removed.
 
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use vpc_cni_cloud::{Cloud, SimCloud};
 use vpc_cni_ipam::{IpamKey, PodMetadata, Time};
-use vpc_cni_ipamd::reconcile::{note_released, reconcile};
+use vpc_cni_ipamd::reconcile::{note_released, reconcile, with_ec2_truth};
 use vpc_cni_ipamd::{DaemonConfig, init, pool};
 use vpc_cni_limits::LimitsTable;
 
@@ -77,5 +78,65 @@ async fn picks_up_changes_made_outside_the_daemon() {
         ch.added, 0,
         "released address stays out during the reconcile cooldown"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_stale_imds_listing_is_checked_against_ec2_first() {
+    let dir = std::env::temp_dir().join(format!("ipamd-reconcile-stale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = DaemonConfig::from_lookup(|k| match k {
+        "WARM_IP_TARGET" => Some("3".into()),
+        "DISABLE_METRICS" | "DISABLE_INTROSPECTION" => Some("true".into()),
+        _ => None,
+    })
+    .unwrap();
+    cfg.checkpoint = dir.join("ipam.json");
+    let table = LimitsTable::builtin();
+    let cloud = SimCloud::launch(
+        table.get("m5.large").unwrap(),
+        "10.0.0.0/20".parse().unwrap(),
+        9,
+        0.0,
+    )
+    .unwrap();
+    let vpc = cloud.vpc();
+    let shared = init(cfg, cloud, &table).await.unwrap();
+    pool::cycle(&shared).await;
+    assert_eq!(shared.lock().ds.stats(Time::ZERO).total_ips, 3);
+    // IMDS has not caught up with the last address yet.
+    let mut stale = shared.cloud.interfaces().await.unwrap();
+    let lagging = stale[0].secondary_ips.pop().unwrap();
+    let describes = |v: &std::sync::Mutex<vpc_cni_sim::Vpc>| {
+        v.lock()
+            .unwrap()
+            .stats()
+            .calls
+            .get("DescribeNetworkInterfaces(filtered)")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = describes(&vpc);
+    let checked = with_ec2_truth(&shared, stale.clone()).await;
+    assert_eq!(
+        describes(&vpc) - before,
+        1,
+        "one DescribeNetworkInterfaces for the one mismatch"
+    );
+    assert!(checked[0].secondary_ips.contains(&lagging));
+    let ch = reconcile(&shared, &checked);
+    assert_eq!(
+        (ch.added, ch.removed),
+        (0, 0),
+        "nothing removed on IMDS's word alone"
+    );
+    // An ENI IMDS agrees on costs no EC2 call.
+    let agreed = shared.cloud.interfaces().await.unwrap();
+    let before = describes(&vpc);
+    with_ec2_truth(&shared, agreed).await;
+    assert_eq!(describes(&vpc), before);
+    // Taken without the check, the stale listing would have dropped the address.
+    let ch = reconcile(&shared, &stale);
+    assert_eq!(ch.removed, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
