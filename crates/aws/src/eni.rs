@@ -3,15 +3,13 @@
 //! device index, DeleteOnTermination, delete on a failed attach; detach then delete, retried
 //! while EC2 still reports the ENI in use.
 
-use std::time::Duration;
-
 use aws_sdk_ec2::types::{
     ConnectionTrackingSpecificationRequest, NetworkInterfaceAttachmentChanges, ResourceType, Tag,
     TagSpecification,
 };
-use vpc_cni_cloud::CloudError;
+use vpc_cni_cloud::{CloudError, ErrorKind};
 
-use crate::{AwsCloud, TAG_CREATED_AT, cloud_error, sweep, tagging};
+use crate::{AwsCloud, TAG_CREATED_AT, backoff, cloud_error, sweep, tagging};
 
 /// The primary ENI's connection tracking timeouts as a creation parameter; `None` when unset or
 /// unreadable (new ENIs then get EC2's defaults, as upstream on error).
@@ -76,32 +74,30 @@ impl AwsCloud {
             .expect("some index is free"))
     }
 
+    /// `DeleteNetworkInterface`, retried (12 tries, 500 ms → 60 s) while EC2 refuses, e.g. an
+    /// ENI still detaching; an ENI already gone counts as deleted.
     pub(crate) async fn delete_eni(&self, eni: &str) -> Result<(), CloudError> {
-        // Detach takes a moment: retry while EC2 still reports the ENI in use.
-        let mut wait = Duration::from_millis(200);
-        for attempt in 0..10 {
-            match self
-                .ec2
-                .delete_network_interface()
-                .network_interface_id(eni)
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    let err = cloud_error("DeleteNetworkInterface", e);
-                    if err.kind() == vpc_cni_cloud::ErrorKind::NotFound {
-                        return Ok(());
+        backoff::DELETE
+            .retry(
+                "DeleteNetworkInterface",
+                || async {
+                    match self
+                        .ec2
+                        .delete_network_interface()
+                        .network_interface_id(eni)
+                        .send()
+                        .await
+                    {
+                        Ok(_) => Ok(()),
+                        Err(e) => match cloud_error("DeleteNetworkInterface", e) {
+                            e if e.kind() == ErrorKind::NotFound => Ok(()),
+                            e => Err(e),
+                        },
                     }
-                    if err.kind() != vpc_cni_cloud::ErrorKind::InUse || attempt == 9 {
-                        return Err(err);
-                    }
-                }
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
-        }
-        unreachable!("the loop returns")
+                },
+                |e| e.kind() == ErrorKind::Unauthorized,
+            )
+            .await
     }
 
     /// Create an ENI (subnet and groups of the primary ENI, upstream description and tags),
@@ -206,26 +202,50 @@ impl AwsCloud {
 
     /// Detach (when attached) and delete, retrying while EC2 reports the ENI in use.
     pub async fn detach_and_delete(&self, eni: &str) -> Result<(), CloudError> {
-        let out = self
+        let out = match self
             .ec2
             .describe_network_interfaces()
             .network_interface_ids(eni)
             .send()
             .await
-            .map_err(|e| cloud_error("DescribeNetworkInterfaces", e))?;
+        {
+            Ok(o) => o,
+            Err(e) => match cloud_error("DescribeNetworkInterfaces", e) {
+                // Already gone: nothing to free.
+                e if e.kind() == ErrorKind::NotFound => return Ok(()),
+                e => return Err(e),
+            },
+        };
         if let Some(att) = out
             .network_interfaces()
             .first()
             .and_then(|n| n.attachment())
             .and_then(|a| a.attachment_id())
         {
-            self.ec2
-                .detach_network_interface()
-                .attachment_id(att)
-                .send()
-                .await
-                .map_err(|e| cloud_error("DetachNetworkInterface", e))?;
+            backoff::DETACH
+                .retry(
+                    "DetachNetworkInterface",
+                    || async {
+                        match self
+                            .ec2
+                            .detach_network_interface()
+                            .attachment_id(att)
+                            .send()
+                            .await
+                        {
+                            Ok(_) => Ok(()),
+                            Err(e) => match cloud_error("DetachNetworkInterface", e) {
+                                // Detached meanwhile: go on to the delete.
+                                e if e.kind() == ErrorKind::NotFound => Ok(()),
+                                e => Err(e),
+                            },
+                        }
+                    },
+                    |e| e.kind() == ErrorKind::Unauthorized,
+                )
+                .await?;
         }
+        // No fixed pause before the delete (upstream sleeps 2 s): it retries while detaching.
         self.delete_eni(eni).await
     }
 }

@@ -3,6 +3,7 @@
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT`), so the same code runs against EC2 on a node and
 //! against `vpc-cni emulate` in tests. This is the only crate that compiles the SDK.
 
+mod backoff;
 mod eni;
 mod groups;
 mod imds;
@@ -56,6 +57,16 @@ impl Default for AwsOptions {
             subnet_discovery: true,
             manage_untagged: true,
         }
+    }
+}
+
+/// Upstream's test for a new ENI being usable: all requested addresses visible, or, partially,
+/// more than one IPv4 address (secondary-IP mode) or more than one prefix (prefix mode).
+pub fn usable(i: &Interface, ips: u32, prefixes: u32) -> bool {
+    if prefixes > 0 {
+        i.prefixes.len() as u32 >= prefixes || i.prefixes.len() > 1
+    } else {
+        i.secondary_ips.len() as u32 >= ips || !i.secondary_ips.is_empty()
     }
 }
 
@@ -271,27 +282,61 @@ impl AwsCloud {
     }
 
     /// Wait until IMDS shows the new ENI (upstream polls the same way after attach).
-    async fn wait_in_imds(&self, mac: &str) -> Result<Interface, CloudError> {
-        let mut last = None;
-        for _ in 0..60 {
-            let macs = self
-                .imds
-                .get("network/interfaces/macs")
-                .await?
-                .unwrap_or_default();
-            if macs.lines().any(|m| m.trim_end_matches('/') == mac) {
-                match self.interface(mac).await {
-                    Ok(Some(i)) => return Ok(i),
-                    Ok(None) => {}
-                    Err(e) => last = Some(e),
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+    /// Poll IMDS (12 polls, 100 ms → 60 s) until the new ENI is usable: every requested
+    /// address visible, or more than one IPv4 address / prefix (upstream's partial rule). One
+    /// still short after the last poll is returned as it is; one never seen is an error (it
+    /// stays attached, and reconciliation adopts it later, as upstream).
+    async fn wait_in_imds(
+        &self,
+        mac: &str,
+        ips: u32,
+        prefixes: u32,
+    ) -> Result<Interface, CloudError> {
+        let seen = std::sync::Mutex::new(None);
+        let polled = backoff::IMDS_WAIT
+            .retry(
+                "waitForENIAndIPsAttached",
+                || async {
+                    let macs = self
+                        .imds
+                        .get("network/interfaces/macs")
+                        .await?
+                        .unwrap_or_default();
+                    let listed = macs.lines().any(|m| m.trim_end_matches('/') == mac);
+                    let i = if listed {
+                        self.interface(mac).await?
+                    } else {
+                        None
+                    };
+                    match i {
+                        Some(i) if usable(&i, ips, prefixes) => Ok(i),
+                        other => {
+                            let shown = other.is_some();
+                            if let Some(i) = other {
+                                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(i);
+                            }
+                            Err(CloudError {
+                                code: "ImdsTimeout".into(),
+                                message: format!(
+                                    "waitForENIAndIPsAttached: ENI {mac} {} in IMDS after 12 polls",
+                                    if shown {
+                                        "still short of addresses"
+                                    } else {
+                                        "not shown"
+                                    }
+                                ),
+                            })
+                        }
+                    }
+                },
+                |_| false,
+            )
+            .await;
+        match (polled, seen.into_inner().unwrap_or_else(|p| p.into_inner())) {
+            (Ok(i), _) => Ok(i),
+            (Err(_), Some(i)) => Ok(i),
+            (Err(e), None) => Err(e),
         }
-        Err(last.unwrap_or(CloudError {
-            code: "ImdsTimeout".into(),
-            message: format!("ENI {mac} did not appear in IMDS within 30 s"),
-        }))
     }
 }
 
@@ -393,7 +438,7 @@ impl Cloud for AwsCloud {
 
     async fn allocate_eni(&self, ips: u32, prefixes: u32) -> Result<Interface, CloudError> {
         let (_, mac) = self.create_and_attach(ips, prefixes).await?;
-        self.wait_in_imds(&mac).await
+        self.wait_in_imds(&mac, ips, prefixes).await
     }
 
     async fn free_eni(&self, eni: &str) -> Result<(), CloudError> {
@@ -477,5 +522,49 @@ impl Cloud for AwsCloud {
                 limits: s.limits,
                 vcpus: s.vcpus,
             }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_eni_is_usable_per_upstreams_rule() {
+        let eni = |ips: usize, prefixes: usize| Interface {
+            id: "eni-1".into(),
+            mac: String::new(),
+            device_number: 1,
+            subnet_id: String::new(),
+            subnet_cidr: "10.0.0.0/24".parse().unwrap(),
+            primary_ip: Ipv4Addr::new(10, 0, 0, 5),
+            secondary_ips: (0..ips)
+                .map(|n| Ipv4Addr::new(10, 0, 0, 10 + n as u8))
+                .collect(),
+            prefixes: (0..prefixes)
+                .map(|n| Ipv4Net::new(Ipv4Addr::new(10, 0, 1, 16 * n as u8), 28).unwrap())
+                .collect(),
+            ipv6s: Vec::new(),
+            ipv6_prefixes: Vec::new(),
+            subnet_ipv6_cidrs: Vec::new(),
+        };
+        // (visible IPs, visible prefixes, requested IPs, requested prefixes, usable)
+        let cases = [
+            (0, 0, 0, 0, true),
+            (0, 0, 9, 0, false),
+            (1, 0, 9, 0, true),
+            (9, 0, 9, 0, true),
+            (0, 0, 0, 1, false),
+            (0, 1, 0, 1, true),
+            (0, 1, 0, 3, false),
+            (0, 2, 0, 3, true),
+        ];
+        for (ips, prefixes, want_ips, want_prefixes, ok) in cases {
+            assert_eq!(
+                usable(&eni(ips, prefixes), want_ips, want_prefixes),
+                ok,
+                "{ips} IPs {prefixes} prefixes for {want_ips}/{want_prefixes}"
+            );
+        }
     }
 }

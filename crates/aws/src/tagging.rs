@@ -3,7 +3,6 @@
 //! what is missing, retried 5 times from 500 ms up to 60 s with 30 % jitter as upstream).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use aws_sdk_ec2::types::Tag;
 use vpc_cni_cloud::{CloudError, EniClasses, ErrorKind, Interface};
@@ -52,19 +51,6 @@ pub fn missing_tags(
         .filter(|(k, v)| current.get(*k) != Some(*v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
-}
-
-/// Delay before retry `attempt` (0-based): 500 ms doubling up to 60 s, ±30 % jitter.
-fn backoff(attempt: u32, noise: u32) -> Duration {
-    let base = (500u64 << attempt.min(7)).min(60_000);
-    // noise in 0..=1000 maps to a factor in 0.7..=1.3
-    Duration::from_millis(base * (700 + 600 * u64::from(noise.min(1000)) / 1000) / 1000)
-}
-
-fn noise() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(500, |d| d.subsec_nanos() % 1001)
 }
 
 /// One attached ENI as EC2 describes it.
@@ -128,26 +114,22 @@ impl AwsCloud {
             .iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
-        let mut attempt = 0;
-        loop {
-            let r = self
-                .ec2
-                .create_tags()
-                .resources(eni)
-                .set_tags(Some(list.clone()))
-                .send()
-                .await;
-            match r {
-                Ok(_) => return Ok(()),
-                Err(e) if attempt >= 4 => return Err(cloud_error("CreateTags", e)),
-                Err(e) => {
-                    let e = cloud_error("CreateTags", e);
-                    tracing::warn!(eni, attempt, code = %e.code, "CreateTags failed; retrying");
-                }
-            }
-            tokio::time::sleep(backoff(attempt, noise())).await;
-            attempt += 1;
-        }
+        crate::backoff::TAG
+            .retry(
+                "CreateTags",
+                || async {
+                    self.ec2
+                        .create_tags()
+                        .resources(eni)
+                        .set_tags(Some(list.clone()))
+                        .send()
+                        .await
+                        .map(drop)
+                        .map_err(|e| cloud_error("CreateTags", e))
+                },
+                |e| e.kind() == ErrorKind::Unauthorized,
+            )
+            .await
     }
 
     /// Classify the attached ENIs and tag the managed ones that lack this node's tags.
@@ -248,17 +230,5 @@ mod tests {
             ])
         );
         assert!(missing_tags(&want, &want).is_empty());
-    }
-
-    #[test]
-    fn backoff_doubles_to_a_minute_with_jitter() {
-        let mid: Vec<u128> = (0..9).map(|a| backoff(a, 500).as_millis()).collect();
-        assert_eq!(
-            mid,
-            [500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]
-        );
-        assert_eq!(backoff(0, 0).as_millis(), 350);
-        assert_eq!(backoff(0, 1000).as_millis(), 650);
-        assert_eq!(backoff(8, 1000).as_millis(), 78000);
     }
 }
