@@ -554,6 +554,17 @@ async fn manage_untagged_eni_false_and_reconcile_classifies_new_enis() {
         m.lines().any(|l| l == "awscni_eni_max 2"),
         "4 ENIs, 2 unmanaged:\n{m}"
     );
+    // One unmanaged ENI is detached: its slot comes back at the next reconcile.
+    python_json("detach_eni.py", &ep, &[&first[0]]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !d
+        .get(d.metrics, "/metrics")
+        .lines()
+        .any(|l| l == "awscni_eni_max 3")
+    {
+        assert!(Instant::now() < deadline, "eni_max never rose to 3");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

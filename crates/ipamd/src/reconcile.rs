@@ -52,13 +52,7 @@ pub async fn classify<C: Cloud>(
     if !unmanaged.is_empty() {
         tracing::info!(enis = ?unmanaged, "attached ENIs left unmanaged (tags)");
     }
-    {
-        let mut node = s.lock();
-        let mut limits = *node.policy.limits();
-        limits.unmanaged_enis = unmanaged.len() as u32;
-        node.policy.set_limits(limits);
-        s.update_gauges(&node);
-    }
+    set_unmanaged_count(s, unmanaged.len());
     let managed = attached
         .iter()
         .filter(|i| !unmanaged.contains(&i.id))
@@ -92,12 +86,31 @@ pub async fn managed<C: Cloud>(s: &Shared<C>, attached: &[Interface]) -> Vec<Int
             }
         }
     }
-    let unmanaged = s.unmanaged.lock().unwrap_or_else(|p| p.into_inner());
-    attached
-        .iter()
-        .filter(|i| !unmanaged.contains(&i.id))
-        .cloned()
-        .collect()
+    let (managed, count, shrunk) = {
+        let mut unmanaged = s.unmanaged.lock().unwrap_or_else(|p| p.into_inner());
+        // An unmanaged ENI that was detached no longer takes an ENI slot.
+        let before = unmanaged.len();
+        unmanaged.retain(|id| attached.iter().any(|i| i.id == *id));
+        let managed: Vec<Interface> = attached
+            .iter()
+            .filter(|i| !unmanaged.contains(&i.id))
+            .cloned()
+            .collect();
+        (managed, unmanaged.len(), unmanaged.len() != before)
+    };
+    if shrunk {
+        set_unmanaged_count(s, count);
+    }
+    managed
+}
+
+/// Record how many attached ENIs are unmanaged in the pool limits (and `awscni_eni_max`).
+fn set_unmanaged_count<C: Cloud>(s: &Shared<C>, count: usize) {
+    let mut node = s.lock();
+    let mut limits = *node.policy.limits();
+    limits.unmanaged_enis = count as u32;
+    node.policy.set_limits(limits);
+    s.update_gauges(&node);
 }
 
 /// The CIDRs an interface shows: a /32 per secondary IP, and its prefixes.
