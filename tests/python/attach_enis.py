@@ -4,10 +4,9 @@ is a JSON list of {"device": N, "ips": K, "tags": {...}} (K secondary IPs, tags 
 import json
 import sys
 
-import boto3
+import emu
 
-ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
-                   aws_access_key_id="emulator", aws_secret_access_key="emulator")
+ec2 = emu.ec2_client(sys.argv[1])
 instance = sys.argv[2]
 subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
 ids = []

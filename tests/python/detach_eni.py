@@ -3,10 +3,9 @@ Usage: detach_eni.py EC2_ENDPOINT INSTANCE_ID ENI_ID; prints the attachment ID a
 import json
 import sys
 
-import boto3
+import emu
 
-ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
-                   aws_access_key_id="emulator", aws_secret_access_key="emulator")
+ec2 = emu.ec2_client(sys.argv[1])
 eni = ec2.describe_network_interfaces(NetworkInterfaceIds=[sys.argv[3]])["NetworkInterfaces"][0]
 if eni["Attachment"]["InstanceId"] != sys.argv[2]:
     sys.exit(f"{sys.argv[3]} is not attached to {sys.argv[2]}")

@@ -8,20 +8,11 @@ import sys
 import urllib.error
 import urllib.request
 
-import boto3
-from botocore.config import Config
+import emu
 
 ec2_url, imds_url, instance_id = sys.argv[1:4]
-ec2 = boto3.client(
-    "ec2", endpoint_url=ec2_url, region_name="us-east-1",
-    aws_access_key_id="emulator", aws_secret_access_key="emulator",
-    config=Config(retries={"max_attempts": 1}),
-)
-
-
-def check(cond, what):
-    if not cond:
-        sys.exit(f"FAIL: {what}")
+ec2 = emu.ec2_client(ec2_url, attempts=1)
+check = emu.check
 
 
 subnet = ec2.describe_subnets()["Subnets"][0]

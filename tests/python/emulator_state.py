@@ -4,13 +4,10 @@
 import json
 import sys
 
-import boto3
-from botocore.config import Config
+import emu
 
-ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
-                   aws_access_key_id="emulator", aws_secret_access_key="emulator",
-                   # The emulator may be injecting errors: retry through them.
-                   config=Config(retries={"mode": "standard", "max_attempts": 30}))
+# The emulator may be injecting errors: retry through them.
+ec2 = emu.ec2_client(sys.argv[1], attempts=30)
 out = {"attached": {}, "available": []}
 for page in ec2.get_paginator("describe_network_interfaces").paginate():
     for e in page["NetworkInterfaces"]:

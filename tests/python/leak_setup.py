@@ -4,10 +4,9 @@ import datetime
 import json
 import sys
 
-import boto3
+import emu
 
-ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
-                   aws_access_key_id="emulator", aws_secret_access_key="emulator")
+ec2 = emu.ec2_client(sys.argv[1])
 me, other = sys.argv[2], sys.argv[3]
 subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
 now = datetime.datetime.now(datetime.timezone.utc)

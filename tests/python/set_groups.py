@@ -3,11 +3,9 @@ Usage: set_groups.py EC2_ENDPOINT INSTANCE_ID GROUP [GROUP ...]; prints the ENI 
 import json
 import sys
 
-import boto3
+import emu
 
-ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
-                   aws_access_key_id="emulator", aws_secret_access_key="emulator")
-inst = ec2.describe_instances(InstanceIds=[sys.argv[2]])["Reservations"][0]["Instances"][0]
-primary = next(n["NetworkInterfaceId"] for n in inst["NetworkInterfaces"] if n["Attachment"]["DeviceIndex"] == 0)
+ec2 = emu.ec2_client(sys.argv[1])
+primary = emu.primary_eni(ec2, sys.argv[2])
 ec2.modify_network_interface_attribute(NetworkInterfaceId=primary, Groups=sys.argv[3:])
 print(json.dumps(primary))

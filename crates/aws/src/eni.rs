@@ -43,6 +43,20 @@ pub(crate) async fn primary_conntrack(
     )
 }
 
+/// A call whose target no longer exists has nothing left to do: `*.NotFound` counts as done.
+fn gone_is_done<T>(r: Result<T, CloudError>) -> Result<(), CloudError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Missing IAM permissions do not go away by retrying.
+pub(crate) fn unauthorized(e: &CloudError) -> bool {
+    e.kind() == ErrorKind::Unauthorized
+}
+
 impl AwsCloud {
     /// Tags of a new ENI: this node's tags and its creation time (the leak sweep's clock).
     fn tags(&self) -> Vec<Tag> {
@@ -81,21 +95,16 @@ impl AwsCloud {
             .retry(
                 "DeleteNetworkInterface",
                 || async {
-                    match self
-                        .ec2
-                        .delete_network_interface()
-                        .network_interface_id(eni)
-                        .send()
-                        .await
-                    {
-                        Ok(_) => Ok(()),
-                        Err(e) => match cloud_error("DeleteNetworkInterface", e) {
-                            e if e.kind() == ErrorKind::NotFound => Ok(()),
-                            e => Err(e),
-                        },
-                    }
+                    gone_is_done(
+                        self.ec2
+                            .delete_network_interface()
+                            .network_interface_id(eni)
+                            .send()
+                            .await
+                            .map_err(|e| cloud_error("DeleteNetworkInterface", e)),
+                    )
                 },
-                |e| e.kind() == ErrorKind::Unauthorized,
+                unauthorized,
             )
             .await
     }
@@ -226,22 +235,17 @@ impl AwsCloud {
                 .retry(
                     "DetachNetworkInterface",
                     || async {
-                        match self
-                            .ec2
-                            .detach_network_interface()
-                            .attachment_id(att)
-                            .send()
-                            .await
-                        {
-                            Ok(_) => Ok(()),
-                            Err(e) => match cloud_error("DetachNetworkInterface", e) {
-                                // Detached meanwhile: go on to the delete.
-                                e if e.kind() == ErrorKind::NotFound => Ok(()),
-                                e => Err(e),
-                            },
-                        }
+                        // Detached meanwhile: go on to the delete.
+                        gone_is_done(
+                            self.ec2
+                                .detach_network_interface()
+                                .attachment_id(att)
+                                .send()
+                                .await
+                                .map_err(|e| cloud_error("DetachNetworkInterface", e)),
+                        )
                     },
-                    |e| e.kind() == ErrorKind::Unauthorized,
+                    unauthorized,
                 )
                 .await?;
         }

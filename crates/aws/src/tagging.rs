@@ -127,7 +127,7 @@ impl AwsCloud {
                         .map(drop)
                         .map_err(|e| cloud_error("CreateTags", e))
                 },
-                |e| e.kind() == ErrorKind::Unauthorized,
+                crate::eni::unauthorized,
             )
             .await
     }

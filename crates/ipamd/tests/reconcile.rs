@@ -3,6 +3,7 @@
 //! corrected by EC2 before anything is removed.
 
 use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
 
 use ipnet::Ipv4Net;
 use vpc_cni_cloud::{Cloud, SimCloud};
@@ -11,12 +12,19 @@ use vpc_cni_ipamd::reconcile::{note_released, reconcile, with_ec2_truth};
 use vpc_cni_ipamd::{DaemonConfig, init, pool};
 use vpc_cni_limits::LimitsTable;
 
-#[tokio::test]
-async fn picks_up_changes_made_outside_the_daemon() {
-    let dir = std::env::temp_dir().join(format!("ipamd-reconcile-{}", std::process::id()));
+type Node = (
+    std::path::PathBuf,
+    Arc<Mutex<vpc_cni_sim::Vpc>>,
+    Arc<vpc_cni_ipamd::state::Shared<SimCloud>>,
+);
+
+/// An m5.large daemon on the simulated cloud with WARM_IP_TARGET=`warm`, after its first pool
+/// cycle: (scratch dir, the VPC, the daemon state).
+async fn node(name: &str, warm: u32) -> Node {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = DaemonConfig::from_lookup(|k| match k {
-        "WARM_IP_TARGET" => Some("2".into()),
+        "WARM_IP_TARGET" => Some(warm.to_string()),
         "DISABLE_METRICS" | "DISABLE_INTROSPECTION" => Some("true".into()),
         _ => None,
     })
@@ -33,6 +41,12 @@ async fn picks_up_changes_made_outside_the_daemon() {
     let vpc = cloud.vpc();
     let shared = init(cfg, cloud, &table).await.unwrap();
     pool::cycle(&shared).await;
+    (dir, vpc, shared)
+}
+
+#[tokio::test]
+async fn picks_up_changes_made_outside_the_daemon() {
+    let (dir, vpc, shared) = node("ipamd-reconcile", 2).await;
     let primary = shared.lock().ds.enis()[0].id.clone();
     assert_eq!(shared.lock().ds.stats(Time::ZERO).total_ips, 2);
 
@@ -83,26 +97,7 @@ async fn picks_up_changes_made_outside_the_daemon() {
 
 #[tokio::test]
 async fn a_stale_imds_listing_is_checked_against_ec2_first() {
-    let dir = std::env::temp_dir().join(format!("ipamd-reconcile-stale-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut cfg = DaemonConfig::from_lookup(|k| match k {
-        "WARM_IP_TARGET" => Some("3".into()),
-        "DISABLE_METRICS" | "DISABLE_INTROSPECTION" => Some("true".into()),
-        _ => None,
-    })
-    .unwrap();
-    cfg.checkpoint = dir.join("ipam.json");
-    let table = LimitsTable::builtin();
-    let cloud = SimCloud::launch(
-        table.get("m5.large").unwrap(),
-        "10.0.0.0/20".parse().unwrap(),
-        9,
-        0.0,
-    )
-    .unwrap();
-    let vpc = cloud.vpc();
-    let shared = init(cfg, cloud, &table).await.unwrap();
-    pool::cycle(&shared).await;
+    let (dir, vpc, shared) = node("ipamd-reconcile-stale", 3).await;
     assert_eq!(shared.lock().ds.stats(Time::ZERO).total_ips, 3);
     // IMDS has not caught up with the last address yet.
     let mut stale = shared.cloud.interfaces().await.unwrap();
