@@ -1,10 +1,12 @@
-//! Compile `proto/rpc.proto` with protox (pure Rust), then generate tonic client and server code.
+//! Compile `proto/rpc.proto` and `proto/vpccni.proto` with protox (pure Rust), then generate tonic client and server code.
 
 fn main() {
     let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let file = proto_dir.join("rpc.proto");
-    println!("cargo:rerun-if-changed={}", file.display());
-    let fds = protox::compile([&file], [&proto_dir]).expect("proto/rpc.proto compiles");
+    let files = [proto_dir.join("rpc.proto"), proto_dir.join("vpccni.proto")];
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+    let fds = protox::compile(&files, [&proto_dir]).expect("proto/*.proto compile");
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

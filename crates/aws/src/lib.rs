@@ -498,6 +498,10 @@ impl Cloud for AwsCloud {
         self.refresh_groups(enis).await
     }
 
+    async fn excluded_subnets(&self, subnets: &[String]) -> Result<Vec<String>, CloudError> {
+        self.excluded_of(subnets).await
+    }
+
     async fn manage_enis(&self, attached: &[Interface]) -> Result<EniClasses, CloudError> {
         self.classify_and_tag(attached).await
     }

@@ -40,9 +40,14 @@ pub struct Args {
     /// Seed of the simulated VPC (--cloud sim).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Keep the simulated VPC in this file so it survives daemon restarts (--cloud sim).
+    /// Where the simulated VPC is kept so it survives daemon restarts, as a real node's EC2 does
+    /// (--cloud sim) [default: sim-vpc.json beside the checkpoint].
     #[arg(long, value_name = "PATH")]
     sim_state: Option<PathBuf>,
+    /// Build a new simulated VPC at every start and keep nothing (--cloud sim). Pods a previous
+    /// run wired keep their addresses: the daemon holds the ones the host still routes.
+    #[arg(long, conflicts_with = "sim_state")]
+    sim_ephemeral: bool,
     /// Scale of the simulated EC2 latencies actually waited (1 = realistic, 0 = none).
     #[arg(long, default_value_t = 1.0)]
     sim_latency_scale: f64,
@@ -82,15 +87,28 @@ pub struct Args {
     data: DataArgs,
 }
 
-fn init_logging() -> anyhow::Result<()> {
+/// Log to `AWS_VPC_K8S_CNI_LOG_FILE`, else `default_file`. HTTP/2 and gRPC transport internals
+/// stay at INFO whatever the level: at DEBUG they were five lines of frames per request.
+fn init_logging(default_file: &str) -> anyhow::Result<()> {
     let level = std::env::var("AWS_VPC_K8S_CNI_LOGLEVEL")
         .unwrap_or_else(|_| "DEBUG".into())
         .to_lowercase();
-    let filter = tracing_subscriber::EnvFilter::try_new(&level).with_context(|| {
+    if !matches!(
+        level.as_str(),
+        "trace" | "debug" | "info" | "warn" | "error"
+    ) {
+        anyhow::bail!(
+            "invalid AWS_VPC_K8S_CNI_LOGLEVEL={level:?}: expected DEBUG, INFO, WARN or ERROR (any case)"
+        );
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},h2=info,hyper=info,hyper_util=info,tonic=info,tower=info"
+    ))
+    .with_context(|| {
         format!("invalid AWS_VPC_K8S_CNI_LOGLEVEL={level:?}: expected DEBUG, INFO, WARN or ERROR")
     })?;
-    let dest = std::env::var("AWS_VPC_K8S_CNI_LOG_FILE")
-        .unwrap_or_else(|_| "/host/var/log/aws-routed-eni/ipamd.log".into());
+    let dest =
+        std::env::var("AWS_VPC_K8S_CNI_LOG_FILE").unwrap_or_else(|_| default_file.to_string());
     let builder = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -119,6 +137,13 @@ fn init_logging() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `name` in the directory of `file`.
+fn beside(file: &std::path::Path, name: &str) -> PathBuf {
+    file.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from(name), |d| d.join(name))
+}
+
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut cfg = DaemonConfig::from_lookup(|k| std::env::var(k).ok())?;
@@ -140,7 +165,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.cycle = std::time::Duration::from_millis(args.cycle_ms.max(1));
     cfg.reconcile = std::time::Duration::from_millis(args.reconcile_ms.max(1));
     cfg.sg_refresh = std::time::Duration::from_millis(args.sg_refresh_ms.max(1));
-    init_logging()?;
+    // With the simulated VPC the node is the user's own (a namespace on a laptop): the log goes
+    // beside the socket rather than under /host/var/log.
+    let default_log = if args.cloud == CloudKind::Sim {
+        beside(&cfg.socket, "ipamd.log").display().to_string()
+    } else {
+        "/host/var/log/aws-routed-eni/ipamd.log".to_string()
+    };
+    init_logging(&default_log)?;
     let table = args.data.table()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -155,14 +187,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return run_aws(rt, cfg, table);
     }
     let instance = table.get(&args.instance_type)?.clone();
+    let state = match (args.sim_ephemeral, args.sim_state) {
+        (true, _) => None,
+        (false, Some(p)) => Some(p),
+        (false, None) => Some(beside(&cfg.checkpoint, "sim-vpc.json")),
+    };
+    if let Some(p) = &state {
+        tracing::info!(path = %p.display(), "simulated VPC state (--sim-state; --sim-ephemeral keeps none)");
+    }
     rt.block_on(async move {
         let cloud = SimCloud::launch_with_state(
             &instance,
             args.subnet,
             args.seed,
             args.sim_latency_scale,
-            args.sim_state.as_deref(),
-        )?;
+            state.as_deref(),
+        )?
+        .with_subnet_discovery(cfg.settings.subnet_discovery);
         let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
         vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
         Ok(())

@@ -170,6 +170,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut params = ConflistParams::from_lookup(|k| std::env::var(k).ok());
     if args.socket != Path::new("/var/run/aws-node/ipamd.sock") {
         params.ipamd_socket = Some(args.socket.display().to_string());
+        // A node of the user's own making (a network namespace on a laptop): the plugin logs
+        // beside the socket they chose, not under /var/log.
+        if std::env::var_os("AWS_VPC_K8S_PLUGIN_LOG_FILE").is_none()
+            && let Some(dir) = args.socket.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            params.plugin_log_file = dir.join("plugin.log").display().to_string();
+        }
     }
     std::fs::create_dir_all(&args.cni_conf_dir)
         .with_context(|| format!("creating {}", args.cni_conf_dir.display()))?;

@@ -29,7 +29,14 @@ pub struct Args {
 /// GET `path` from `addr` over HTTP/1.0.
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-        .with_context(|| format!("cannot reach the daemon's introspection endpoint at {addr} (is `vpc-cni daemon` running? see --addr)"))?;
+        .with_context(|| {
+            format!(
+                "cannot reach the daemon's introspection endpoint at {addr} (looked for http://{addr}/v1/enis). \
+                 Is `vpc-cni daemon` running, and with this INTROSPECTION_BIND_ADDRESS (see --addr)? \
+                 A daemon inside a network namespace listens there: run inspect in it too \
+                 (`ip netns exec <node> vpc-cni inspect`)"
+            )
+        })?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut text = String::new();

@@ -237,6 +237,15 @@ pub trait Cloud: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Vec<String>>, CloudError>> + Send {
         async { Ok(None) }
     }
+    /// Of these subnets, the ones whose ENIs give no pod addresses (spec c.7: with subnet
+    /// discovery, tagged `kubernetes.io/role/cni=0` or for other clusters only). A backend
+    /// without subnet tags excludes none.
+    fn excluded_subnets(
+        &self,
+        _subnets: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send {
+        async { Ok(Vec::new()) }
+    }
     /// `DescribeInstanceTypes` for a type the limits table lacks (`None`: not available here).
     fn instance_type(
         &self,

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::Ipv4Net;
 use vpc_cni_ipam::Time;
 use vpc_cni_limits::InstanceType;
+use vpc_cni_sim::discovery::{SubnetView, eligible};
 use vpc_cni_sim::{Ec2Error, ImdsInterface, Subnet, Throttle, Vpc};
 
 use crate::{Cloud, CloudError, InstanceMeta, Interface};
@@ -36,6 +37,7 @@ pub struct SimCloud {
     instance_id: String,
     instance_type: String,
     state_file: Option<PathBuf>,
+    subnet_discovery: bool,
 }
 
 /// What the state file holds.
@@ -73,11 +75,26 @@ impl SimCloud {
             let bad = |e: String| local("StateFile", format!("{}: {e}", path.display()));
             let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
             let saved: SavedState = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            if saved.instance_type != instance.name {
+                return Err(bad(format!(
+                    "holds a {} node, not {}: pass --instance-type {} to keep it, or remove the file for a new VPC",
+                    saved.instance_type, instance.name, saved.instance_type
+                )));
+            }
+            if let Some(sub) = saved.vpc.subnets.values().next()
+                && sub.cidr != cidr
+            {
+                return Err(bad(format!(
+                    "holds subnet {}, not {cidr}: pass --subnet {} to keep it, or remove the file for a new VPC",
+                    sub.cidr, sub.cidr
+                )));
+            }
             return Ok(SimCloud {
                 vpc: Arc::new(Mutex::new(saved.vpc)),
                 instance_id: saved.instance_id,
                 instance_type: saved.instance_type,
                 state_file: Some(path.to_path_buf()),
+                subnet_discovery: true,
             });
         }
         let mut vpc = Vpc::new(seed, Throttle::new(true, 1.0, Time::ZERO));
@@ -99,9 +116,37 @@ impl SimCloud {
             instance_id: id,
             instance_type: instance.name.clone(),
             state_file: state_file.map(Path::to_path_buf),
+            subnet_discovery: true,
         };
         c.save();
         Ok(c)
+    }
+
+    /// Subnet discovery on (the default) or off (`ENABLE_SUBNET_DISCOVERY`): new ENIs go to the
+    /// eligible subnets of the instance's AZ, most free first, or to its own subnet only.
+    pub fn with_subnet_discovery(mut self, on: bool) -> Self {
+        self.subnet_discovery = on;
+        self
+    }
+
+    /// Subnets to try for a new ENI (spec c.5), with the shared discovery rules.
+    fn candidate_subnets(&self, vpc: &Vpc) -> Vec<String> {
+        let Some(primary) = vpc.instance(&self.instance_id).map(|i| i.subnet_id.clone()) else {
+            return Vec::new();
+        };
+        let az = vpc.subnets.get(&primary).map(|s| s.az.clone());
+        let views: Vec<SubnetView> = vpc
+            .subnets
+            .values()
+            .filter(|s| self.subnet_discovery || s.id == primary)
+            .filter(|s| Some(&s.az) == az.as_ref())
+            .map(|s| SubnetView {
+                id: s.id.clone(),
+                free: s.free_addresses(),
+                tags: s.tags.clone(),
+            })
+            .collect();
+        eligible(&views, &primary, None)
     }
 
     /// The simulated VPC (for inspection by tests and tools).
@@ -134,10 +179,20 @@ impl SimCloud {
             instance_type: self.instance_type.clone(),
         };
         let tmp = path.with_extension("tmp");
-        if let Ok(body) = serde_json::to_vec(&saved)
-            && std::fs::write(&tmp, body).is_ok()
-        {
-            let _ = std::fs::rename(&tmp, path);
+        let written = serde_json::to_vec(&saved)
+            .map_err(std::io::Error::other)
+            .and_then(|body| {
+                use std::io::Write;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&body)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)
+            });
+        if let Err(e) = written {
+            tracing::error!(path = %path.display(), error = %e, "simulated VPC state not saved");
         }
     }
 
@@ -289,16 +344,34 @@ impl Cloud for SimCloud {
                 "node.k8s.amazonaws.com/instance_id".to_string(),
                 self.instance_id.clone(),
             )]);
-            let id = vpc
-                .create_network_interface(
-                    "subnet-0sim",
+            let mut last = None;
+            let mut made = None;
+            for subnet in self.candidate_subnets(&vpc) {
+                match vpc.create_network_interface(
+                    &subnet,
                     &format!("aws-K8S-{}", self.instance_id),
-                    tags,
+                    tags.clone(),
                     ips,
                     prefixes,
                     now,
-                )
-                .map_err(err)?;
+                ) {
+                    Ok(id) => {
+                        made = Some(id);
+                        break;
+                    }
+                    // Full: the next eligible subnet, as upstream's AllocENI.
+                    Err(e) if e.code.is_insufficient_addresses() => last = Some(err(e)),
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            let id = made.ok_or_else(|| {
+                last.unwrap_or_else(|| {
+                    local(
+                        "NoEligibleSubnet",
+                        "CreateNetworkInterface: no eligible subnet (the primary subnet is tagged kubernetes.io/role/cni=0)".into(),
+                    )
+                })
+            })?;
             if let Err(e) = vpc.attach_network_interface(&id, &self.instance_id, device, now) {
                 let _ = vpc.delete_network_interface(&id, now);
                 return Err(err(e));
@@ -325,6 +398,22 @@ impl Cloud for SimCloud {
             ipv6_prefixes: e.ipv6_prefixes.clone(),
             subnet_ipv6_cidrs: vpc.subnets[&e.subnet_id].ipv6_cidr.into_iter().collect(),
         })
+    }
+
+    async fn excluded_subnets(&self, subnets: &[String]) -> Result<Vec<String>, CloudError> {
+        if !self.subnet_discovery {
+            return Ok(Vec::new());
+        }
+        let vpc = self.lock();
+        Ok(subnets
+            .iter()
+            .filter(|id| {
+                vpc.subnets
+                    .get(*id)
+                    .is_some_and(|s| vpc_cni_sim::discovery::excluded(&s.tags, None))
+            })
+            .cloned()
+            .collect())
     }
 
     async fn free_eni(&self, eni: &str) -> Result<(), CloudError> {

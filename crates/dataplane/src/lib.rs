@@ -10,6 +10,7 @@ pub mod iptables;
 pub mod netns;
 pub mod nl;
 pub mod node;
+pub mod owners;
 pub mod pod;
 pub mod snat;
 

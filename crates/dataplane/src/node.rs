@@ -188,7 +188,8 @@ pub enum SimLinkKind {
 }
 
 /// Make sure a link named `name` with `mac` exists (simulated VPC only); on the primary ENI
-/// also do what the OS's DHCP client does on EC2: the primary address with its subnet route.
+/// also do what the OS's DHCP client does on EC2: the primary address with its subnet route,
+/// and the default route via the subnet router.
 pub async fn ensure_sim_link(
     h: &Handle,
     name: &str,
@@ -229,6 +230,10 @@ pub async fn ensure_sim_link(
     nl::set_up(h, &link, None).await?;
     if let Some(addr) = primary {
         nl::add_address(h, &link, addr).await?;
+        // DHCP's default route via the subnet router (the subnet's first address + 1, as in a
+        // VPC), so pods reach outside the VPC through SNAT as on EC2.
+        let router = Ipv4Addr::from(u32::from(addr.network()) + 1);
+        nl::replace_route(h, Ipv4Net::default(), Some(router), &link, MAIN_TABLE).await?;
     }
     Ok(kind)
 }

@@ -399,6 +399,29 @@ async fn teardown_one(
         dst: None,
         fwmark: None,
     };
+    // The address may belong to another pod by now (a restarted daemon gave it out again, a
+    // newer sandbox of the same pod): its /32 route then points at another interface, and that
+    // route and its rules stay. Ours is the host peer of the pod's interface, when it exists.
+    let ours = match pod {
+        Some(pod) => nl::link_by_name(pod, &p.container_if)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.peer_index),
+        None => None,
+    };
+    match crate::owners::route_owner(host, p.ip).await {
+        Ok(Some(owner)) if Some(owner) != ours => {
+            errors.push(DataplaneError::NotFound(format!(
+                "the route to {} points at interface {owner}, not this pod's: another pod owns                  the address, its route and rules are left alone",
+                p.ip
+            )));
+            delete_pod_end(pod, p, errors).await;
+            return;
+        }
+        Ok(_) => {}
+        Err(e) => errors.push(e),
+    }
     if let Err(e) = nl::del_rule_matching(host, &to_pod).await {
         errors.push(e);
     }
@@ -415,7 +438,11 @@ async fn teardown_one(
     if let Err(e) = nl::del_route_to(host, p.host(), MAIN_TABLE).await {
         errors.push(e);
     }
-    // Deleting the pod end takes the host end with it.
+    delete_pod_end(pod, p, errors).await;
+}
+
+/// Delete the pod's interface from inside its namespace (the host end goes with it).
+async fn delete_pod_end(pod: Option<&Handle>, p: &PodSpec, errors: &mut Vec<DataplaneError>) {
     if let Some(pod) = pod {
         match nl::link_by_name(pod, &p.container_if).await {
             Ok(Some(l)) => {

@@ -63,6 +63,16 @@ impl CheckpointData {
                 metadata: info.metadata.clone(),
             })
             .collect();
+        // Addresses kept aside for live pods stay in the file, so a second restart keeps them.
+        allocations.extend(ds.held().map(|(ip, h)| CheckpointEntry {
+            network_name: h.key.network_name.clone(),
+            container_id: h.key.container_id.clone(),
+            if_name: h.key.if_name.clone(),
+            ipv4: ip.to_string(),
+            ipv6: String::new(),
+            allocation_timestamp: h.since.as_millis() as i64 * 1_000_000,
+            metadata: h.metadata.clone(),
+        }));
         allocations.sort_by(|a, b| a.ipv4.cmp(&b.ipv4));
         CheckpointData {
             version: CHECKPOINT_VERSION.to_string(),

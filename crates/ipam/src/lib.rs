@@ -10,8 +10,13 @@ pub mod policy;
 pub mod settings;
 pub mod time;
 
-pub use datastore::{Assignment, Datastore, DatastoreError, EniSpec, IpStats, Released};
+pub use datastore::{
+    Assignment, Datastore, DatastoreError, EniSpec, HOST_HELD_NETWORK, Held, Holding, IpStats,
+    Released,
+};
 pub use key::{IpamKey, PodMetadata};
-pub use policy::{Action, AwsPolicy, CidrKind, Decision, NodeState, PoolLimits, PoolPolicy};
+pub use policy::{
+    Action, AssignFailure, AwsPolicy, CidrKind, Decision, NodeState, PoolLimits, PoolPolicy,
+};
 pub use settings::{Settings, SettingsError};
 pub use time::Time;

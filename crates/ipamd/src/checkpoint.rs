@@ -43,8 +43,32 @@ pub struct CheckpointFile {
 pub struct Restored {
     /// Entries re-attached to an ENI.
     pub restored: usize,
-    /// Entries dropped because their address is on no attached ENI (upstream: "stale/dead").
-    pub dropped: Vec<String>,
+    /// Entries whose address is on no attached ENI (upstream drops them as "stale/dead"; the
+    /// daemon first asks the host whether a live pod still routes the address).
+    pub dropped: Vec<Dropped>,
+}
+
+/// A checkpoint entry no attached ENI carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// Its key.
+    pub key: IpamKey,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// Its pod.
+    pub metadata: vpc_cni_ipam::PodMetadata,
+    /// When it was assigned.
+    pub at: Time,
+}
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} {}",
+            self.key.container_id, self.key.if_name, self.ip
+        )
+    }
 }
 
 impl CheckpointFile {
@@ -151,11 +175,14 @@ pub fn restore(
         })?;
         let key = IpamKey::new(network_name, container_id, if_name);
         let at = Time((*allocation_timestamp).max(0) as u64 / 1_000_000);
-        match ds.restore(key, ip, metadata.clone(), at) {
+        match ds.restore(key.clone(), ip, metadata.clone(), at) {
             Ok(_) => out.restored += 1,
-            Err(vpc_cni_ipam::DatastoreError::UnknownCidr(_)) => {
-                out.dropped.push(format!("{container_id}/{if_name} {ip}"))
-            }
+            Err(vpc_cni_ipam::DatastoreError::UnknownCidr(_)) => out.dropped.push(Dropped {
+                key,
+                ip,
+                metadata: metadata.clone(),
+                at,
+            }),
             Err(err) => {
                 return Err(CheckpointError::Corrupt {
                     path: path.to_path_buf(),
@@ -199,7 +226,8 @@ mod tests {
             .unwrap();
         let r = restore(&mut ds, &data, file.path()).unwrap();
         assert_eq!(r.restored, 1);
-        assert_eq!(r.dropped, vec!["gone/eth0 10.9.9.9".to_string()]);
+        let dropped: Vec<String> = r.dropped.iter().map(|d| d.to_string()).collect();
+        assert_eq!(dropped, vec!["gone/eth0 10.9.9.9".to_string()]);
         let key = IpamKey::new("aws-cni", "5a1f9118a712", "eth0");
         assert_eq!(ds.lookup(&key), Some("192.168.9.106".parse().unwrap()));
         file.write(&ds).unwrap();

@@ -14,10 +14,12 @@ use vpc_cni_ipam::{AwsPolicy, Datastore, PoolLimits};
 use vpc_cni_limits::{CniVersion, LimitsError, LimitsTable, MaxPodsOptions, max_pods};
 use vpc_cni_proto::rpc::cni_backend_server::CniBackendServer;
 use vpc_cni_proto::rpc::config_server_backend_server::ConfigServerBackendServer;
+use vpc_cni_proto::vpccni::pod_addresses_server::PodAddressesServer;
 
 use crate::checkpoint::{CheckpointError, CheckpointFile, restore};
 use crate::config::DaemonConfig;
 use crate::metrics::Metrics;
+use crate::owners::{HostOwners, NetlinkHost, NoHost};
 use crate::rpc::Service;
 use crate::state::{Node, Shared};
 use crate::{http, pool};
@@ -79,6 +81,21 @@ pub async fn init<C: Cloud>(
     cloud: C,
     table: &LimitsTable,
 ) -> Result<Arc<Shared<C>>, DaemonError> {
+    let host: Box<dyn HostOwners> = if cfg.host_network {
+        Box::new(NetlinkHost::connect(&cfg.host.veth_prefix)?)
+    } else {
+        Box::new(NoHost)
+    };
+    init_with_host(cfg, cloud, table, host).await
+}
+
+/// [`init`] with the host's routing table behind `host` (tests pass a fake).
+pub async fn init_with_host<C: Cloud>(
+    cfg: DaemonConfig,
+    cloud: C,
+    table: &LimitsTable,
+    host: Box<dyn HostOwners>,
+) -> Result<Arc<Shared<C>>, DaemonError> {
     let meta = cloud.instance().await?;
     let owned;
     let t = match table.get(&meta.instance_type) {
@@ -126,6 +143,7 @@ pub async fn init<C: Cloud>(
         terminating: AtomicBool::new(false),
         released: Mutex::new(Vec::new()),
         unmanaged: Mutex::new(Default::default()),
+        host,
     });
     let attached = shared.cloud.interfaces().await?;
     let interfaces = crate::reconcile::classify(&shared, &attached).await?;
@@ -133,18 +151,22 @@ pub async fn init<C: Cloud>(
         crate::hostnet::setup_node(&shared, &interfaces).await?;
     }
     pool::load_interfaces(&shared, &interfaces);
+    crate::reconcile::mark_excluded(&shared).await;
     let data = shared.checkpoint.read()?;
-    {
+    let r = {
         let mut node = shared.lock();
-        let r = restore(&mut node.ds, &data, shared.checkpoint.path())?;
-        tracing::info!(
-            restored = r.restored,
-            dropped = r.dropped.len(),
-            "checkpoint restored"
-        );
-        for d in &r.dropped {
-            tracing::warn!(entry = %d, "checkpoint entry on no attached ENI dropped (presuming stale/dead)");
-        }
+        restore(&mut node.ds, &data, shared.checkpoint.path())?
+    };
+    let on_no_eni = r.dropped.len();
+    let gone = crate::owners::reclaim_at_start(&shared, r.dropped).await;
+    tracing::info!(
+        restored = r.restored,
+        kept_for_live_pods = on_no_eni - gone,
+        dropped = gone,
+        "checkpoint restored"
+    );
+    {
+        let node = shared.lock();
         shared.checkpoint.write(&node.ds)?;
         shared.update_gauges(&node);
     }
@@ -195,6 +217,7 @@ pub async fn serve<C: Cloud>(
     let result = tonic::transport::Server::builder()
         .add_service(CniBackendServer::new(Service::new(shared.clone())))
         .add_service(ConfigServerBackendServer::new(Service::new(shared.clone())))
+        .add_service(PodAddressesServer::new(Service::new(shared.clone())))
         .add_service(health)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
             shutdown.await;

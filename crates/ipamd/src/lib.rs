@@ -8,10 +8,11 @@ pub mod daemon;
 pub mod hostnet;
 pub mod http;
 pub mod metrics;
+pub mod owners;
 pub mod pool;
 pub mod reconcile;
 pub mod rpc;
 pub mod state;
 
 pub use config::DaemonConfig;
-pub use daemon::{DaemonError, init, serve};
+pub use daemon::{DaemonError, init, init_with_host, serve};

@@ -32,6 +32,16 @@ pub struct Metrics {
 /// (name, help, kind) of every family, registered at start so they show even at zero.
 const FAMILIES: &[(&str, &str, Kind)] = &[
     (
+        "awscni_live_pod_address_conflict_count",
+        "Addresses a live pod on the host still routes that the pool would otherwise have handed out or dropped (when: restore, assign, sweep)",
+        Kind::Counter,
+    ),
+    (
+        "awscni_held_ip_addresses",
+        "Addresses kept out of the pool because a live pod on the host uses them without a matching assignment",
+        Kind::Gauge,
+    ),
+    (
         "awscni_add_ip_req_count",
         "The number of add IP address requests",
         Kind::Counter,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ipnet::Ipv4Net;
-use vpc_cni_cloud::{Cloud, CloudError, Interface};
+use vpc_cni_cloud::{Cloud, CloudError, ErrorKind, Interface};
 use vpc_cni_ipam::policy::PoolPolicy;
-use vpc_cni_ipam::{Action, CidrKind, EniSpec, NodeState};
+use vpc_cni_ipam::{Action, AssignFailure, CidrKind, EniSpec, NodeState};
 
 use crate::state::{Shared, now};
 
@@ -31,6 +31,10 @@ pub async fn run<C: Cloud>(shared: Arc<Shared<C>>) {
         }
         if last_reconcile.elapsed() >= shared.cfg.reconcile {
             last_reconcile = tokio::time::Instant::now();
+            if shared.cfg.host_network {
+                crate::owners::sweep(&shared).await;
+            }
+            crate::reconcile::mark_excluded(&shared).await;
             match timed(&shared, "GetMetadata", shared.cloud.interfaces()).await {
                 Ok(list) if !list.is_empty() => {
                     let managed = crate::reconcile::managed(&shared, &list).await;
@@ -111,7 +115,6 @@ fn record_error<C: Cloud>(s: &Shared<C>, api: &'static str, f: &'static str, e: 
     s.metrics.inc("awscni_ipamd_error_count", &[("fn", f)]);
     if e.is_insufficient_addresses() {
         tracing::error!(error = %e, "Unable to attach IPs/Prefixes for the ENI, subnet doesn't seem to have enough IPs/Prefixes. Consider using new subnet or carve a reserved range using create-subnet-cidr-reservation");
-        s.lock().policy.record_insufficient_addresses(now());
     } else {
         tracing::warn!(error = %e, api, "EC2 call failed");
     }
@@ -176,47 +179,7 @@ fn execute<C: Cloud>(
     Box::pin(async move {
         match action {
             Action::AssignToEni { eni, count, kind } => {
-                let (ips, pfx) = split(count, kind);
-                s.metrics.inc(
-                    "awscni_ec2api_req_count",
-                    &[("fn", "AssignPrivateIpAddresses")],
-                );
-                let mut r = timed(
-                    s,
-                    "AssignPrivateIpAddresses",
-                    s.cloud.assign(&eni, ips, pfx),
-                )
-                .await;
-                if let Err(e) = &r
-                    && !e.is_insufficient_addresses()
-                    && e.kind() != vpc_cni_cloud::ErrorKind::PrivateIpAddressLimitExceeded
-                {
-                    let (ips, pfx) = split(1, kind);
-                    r = timed(
-                        s,
-                        "AssignPrivateIpAddresses",
-                        s.cloud.assign(&eni, ips, pfx),
-                    )
-                    .await;
-                }
-                match r {
-                    Ok((ips, prefixes)) => add_addresses(s, &eni, &ips, &prefixes),
-                    Err(e) => {
-                        record_error(s, "AssignPrivateIpAddresses", "increaseIPPoolAssign", &e);
-                        if e.kind() == vpc_cni_cloud::ErrorKind::PrivateIpAddressLimitExceeded {
-                            import_from_ec2(s, &eni).await;
-                        }
-                        if !e.is_insufficient_addresses() {
-                            let follow = {
-                                let node = s.lock();
-                                node.policy.after_assign_failure(&node.ds, now())
-                            };
-                            if let Some(d) = follow {
-                                execute(s, d.action).await;
-                            }
-                        }
-                    }
-                }
+                assign_to_eni(s, eni, count, kind, Vec::new()).await
             }
             Action::AllocateEni { count, kind } => {
                 let (ips, pfx) = split(count, kind);
@@ -231,7 +194,10 @@ fn execute<C: Cloud>(
                         add_interface(s, &i)
                     }
                     Err(e) => {
-                        record_error(s, "CreateNetworkInterface", "increaseIPPoolAllocENI", &e)
+                        record_error(s, "CreateNetworkInterface", "increaseIPPoolAllocENI", &e);
+                        if e.is_insufficient_addresses() {
+                            s.lock().policy.record_insufficient_addresses(now());
+                        }
                     }
                 }
             }
@@ -278,6 +244,61 @@ fn execute<C: Cloud>(
                     );
                 }
             }
+        }
+    })
+}
+
+/// `AssignPrivateIpAddresses` as upstream's `tryAssignIPs`/`tryAssignPrefixes`: on an error other
+/// than `PrivateIpAddressLimitExceeded` ask again for one; `PrivateIpAddressLimitExceeded` imports
+/// EC2's view of the ENI; a failure the policy turns into the next step (`tried` grows).
+fn assign_to_eni<C: Cloud>(
+    s: &Shared<C>,
+    eni: String,
+    count: u32,
+    kind: CidrKind,
+    mut tried: Vec<String>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    Box::pin(async move {
+        let api = "AssignPrivateIpAddresses";
+        let call = |n: u32| {
+            let (ips, pfx) = split(n, kind);
+            s.metrics.inc("awscni_ec2api_req_count", &[("fn", api)]);
+            timed(s, api, s.cloud.assign(&eni, ips, pfx))
+        };
+        let mut r = call(count).await;
+        if let Err(e) = &r
+            && e.kind() != ErrorKind::PrivateIpAddressLimitExceeded
+        {
+            tracing::warn!(eni = %eni, error = %e, "failed to allocate all available addresses on the ENI; asking for one");
+            r = call(1).await;
+        }
+        let e = match r {
+            Ok((ips, prefixes)) => return add_addresses(s, &eni, &ips, &prefixes),
+            Err(e) => e,
+        };
+        record_error(s, api, "increaseIPPoolAssign", &e);
+        if e.kind() == ErrorKind::PrivateIpAddressLimitExceeded {
+            return import_from_ec2(s, &eni).await;
+        }
+        let failure = if e.is_insufficient_addresses() {
+            AssignFailure::Insufficient
+        } else {
+            AssignFailure::Other
+        };
+        tried.push(eni.clone());
+        let next = {
+            let mut node = s.lock();
+            let node = &mut *node;
+            node.policy
+                .after_assign_failure(&node.ds, &tried, failure, now())
+        };
+        let Some(d) = next else { return };
+        tracing::info!(reason = %d.reason, action = ?d.action, "pool decision");
+        match d.action {
+            Action::AssignToEni { eni, count, kind } => {
+                assign_to_eni(s, eni, count, kind, tried).await
+            }
+            other => execute(s, other).await,
         }
     })
 }

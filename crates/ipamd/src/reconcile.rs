@@ -250,3 +250,45 @@ pub fn reconcile<C: Cloud>(s: &Shared<C>, attached: &[Interface]) -> Changes {
     s.update_gauges(&node);
     ch
 }
+
+/// Mark the ENIs whose subnet the cloud says is excluded from pod addresses (spec c.7); the
+/// policy then drains their unused CIDRs. A failed lookup leaves the marks as they were.
+pub async fn mark_excluded<C: Cloud>(s: &Shared<C>) {
+    let subnets: Vec<String> = {
+        let node = s.lock();
+        let mut v: Vec<String> = node.ds.enis().iter().map(|e| e.subnet_id.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let excluded = match crate::pool::timed(
+        s,
+        "DescribeSubnets",
+        s.cloud.excluded_subnets(&subnets),
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read subnet exclusion tags; ENI exclusion unchanged");
+            return;
+        }
+    };
+    let mut node = s.lock();
+    let enis: Vec<(String, String)> = node
+        .ds
+        .enis()
+        .iter()
+        .map(|e| (e.id.clone(), e.subnet_id.clone()))
+        .collect();
+    for (eni, subnet) in enis {
+        let out = excluded.contains(&subnet);
+        if node.ds.set_excluded(&eni, out).unwrap_or(false) {
+            if out {
+                tracing::warn!(eni = %eni, subnet = %subnet, "ENI's subnet is excluded (kubernetes.io/role/cni=0): no new pods on it; its unused addresses go back to EC2");
+            } else {
+                tracing::info!(eni = %eni, subnet = %subnet, "ENI's subnet is no longer excluded");
+            }
+        }
+    }
+}

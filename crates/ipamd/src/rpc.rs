@@ -6,11 +6,13 @@ use std::sync::atomic::Ordering;
 
 use tonic::{Request, Response, Status};
 use vpc_cni_cloud::Cloud;
-use vpc_cni_ipam::{DatastoreError, IpamKey, PodMetadata};
+use vpc_cni_ipam::{Assignment, DatastoreError, IpamKey, PodMetadata};
 use vpc_cni_proto::rpc::{
     self, AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest,
     IpAllocationMetadata, NetworkPolicyAgentConfigReply,
 };
+
+use vpc_cni_proto::vpccni::{self, CheckNetworkReply, CheckNetworkRequest};
 
 use crate::state::{Shared, now};
 
@@ -36,6 +38,71 @@ impl<C: Cloud> Service<C> {
             )));
         }
         Ok(())
+    }
+
+    /// Assign and persist: a failed checkpoint write undoes the assignment without cooldown
+    /// (the retried ADD gets the same address, as upstream). `Ok(None)`: no free address.
+    fn assign_persisted(
+        &self,
+        k: &IpamKey,
+        meta: &PodMetadata,
+    ) -> Result<Option<(Assignment, bool)>, Status> {
+        let s = &self.shared;
+        let mut node = s.lock();
+        let had = node.ds.lookup(k).is_some();
+        match node.ds.assign(k, meta.clone(), now()) {
+            Ok(a) => {
+                if !had && let Err(e) = s.checkpoint.write(&node.ds) {
+                    node.ds.unassign_without_cooldown(k);
+                    tracing::error!(error = %e, "checkpoint write failed; assignment rolled back");
+                    return Err(Status::internal(format!(
+                        "failed to persist the assignment: {e}"
+                    )));
+                }
+                s.update_gauges(&node);
+                Ok(Some((a, !had)))
+            }
+            Err(DatastoreError::NoAvailableAddress) => Ok(None),
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
+    }
+
+    /// [`Service::assign_persisted`], then make sure no live pod on the host routes the new
+    /// address; one that does keeps it (held for its veth) and the pod gets another.
+    async fn assign_checked(
+        &self,
+        k: &IpamKey,
+        meta: PodMetadata,
+    ) -> Result<Option<Assignment>, Status> {
+        let s = &self.shared;
+        for _ in 0..8 {
+            let Some((a, fresh)) = self.assign_persisted(k, &meta)? else {
+                return Ok(None);
+            };
+            if !fresh {
+                return Ok(Some(a));
+            }
+            let Some(veth) = crate::owners::taken_on_host(s, a.ip).await else {
+                return Ok(Some(a));
+            };
+            let mut node = s.lock();
+            node.ds.unassign_without_cooldown(k);
+            let _ = node.ds.hold(
+                crate::owners::host_key(&veth),
+                a.ip,
+                PodMetadata::default(),
+                now(),
+            );
+            if let Err(e) = s.checkpoint.write(&node.ds) {
+                return Err(Status::internal(format!(
+                    "failed to persist a held address: {e}"
+                )));
+            }
+            s.update_gauges(&node);
+        }
+        Err(Status::internal(
+            "every address tried is routed to a live pod on the host",
+        ))
     }
 
     fn vpc_cidrs(&self) -> Vec<String> {
@@ -69,7 +136,51 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
         &self,
         request: Request<AddNetworkRequest>,
     ) -> Result<Response<AddNetworkReply>, Status> {
+        let started = std::time::Instant::now();
         let r = request.into_inner();
+        let out = self.add_inner(&r).await;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        match &out {
+            Ok(reply) if reply.success => {
+                let ip = &reply.ip_allocation_metadata[0].i_pv4_addr;
+                tracing::info!(ip = %ip, pod = %r.k8s_pod_name, namespace = %r.k8s_pod_namespace, container = %r.container_id, ms, "AddNetwork assigned");
+            }
+            Ok(_) => {
+                tracing::error!(pod = %r.k8s_pod_name, namespace = %r.k8s_pod_namespace, container = %r.container_id, ms, "AddNetwork: no available IP/Prefix addresses");
+            }
+            Err(st) => {
+                tracing::warn!(pod = %r.k8s_pod_name, container = %r.container_id, code = ?st.code(), error = %st.message(), ms, "AddNetwork failed");
+            }
+        }
+        out.map(Response::new)
+    }
+
+    async fn del_network(
+        &self,
+        request: Request<DelNetworkRequest>,
+    ) -> Result<Response<DelNetworkReply>, Status> {
+        let started = std::time::Instant::now();
+        let r = request.into_inner();
+        let out = self.del_inner(&r);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        match &out {
+            Ok(reply) => {
+                let ip = &reply.ip_allocation_metadata[0].i_pv4_addr;
+                tracing::info!(ip = %ip, container = %r.container_id, reason = %r.reason, ms, "DelNetwork released");
+            }
+            Err(st) if st.message() == UNKNOWN_POD => {
+                tracing::info!(container = %r.container_id, reason = %r.reason, ms, "DelNetwork: unknown pod");
+            }
+            Err(st) => {
+                tracing::warn!(container = %r.container_id, code = ?st.code(), error = %st.message(), ms, "DelNetwork failed");
+            }
+        }
+        out.map(Response::new)
+    }
+}
+
+impl<C: Cloud> Service<C> {
+    async fn add_inner(&self, r: &AddNetworkRequest) -> Result<AddNetworkReply, Status> {
         self.check_version(&r.client_version)?;
         let s = &self.shared;
         s.metrics.inc("awscni_add_ip_req_count", &[]);
@@ -98,25 +209,7 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
             name: r.k8s_pod_name.clone(),
             interfaces_count: 1,
         };
-        let assigned = {
-            let mut node = s.lock();
-            let had = node.ds.lookup(&k).is_some();
-            match node.ds.assign(&k, meta, now()) {
-                Ok(a) => {
-                    if !had && let Err(e) = s.checkpoint.write(&node.ds) {
-                        node.ds.unassign(&k, now());
-                        tracing::error!(error = %e, "checkpoint write failed; assignment rolled back");
-                        return Err(Status::internal(format!(
-                            "failed to persist the assignment: {e}"
-                        )));
-                    }
-                    s.update_gauges(&node);
-                    Some(a)
-                }
-                Err(DatastoreError::NoAvailableAddress) => None,
-                Err(e) => return Err(Status::internal(e.to_string())),
-            }
-        };
+        let assigned = self.assign_checked(&k, meta).await?;
         let mut reply = AddNetworkReply {
             use_external_snat: s.cfg.external_snat,
             vp_cv4_cid_rs: self.vpc_cidrs(),
@@ -125,7 +218,6 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
         };
         match assigned {
             Some(a) => {
-                tracing::info!(ip = %a.ip, eni = %a.eni_id, pod = %r.k8s_pod_name, namespace = %r.k8s_pod_namespace, container = %r.container_id, "AddNetwork assigned");
                 reply.success = true;
                 reply.ip_allocation_metadata.push(IpAllocationMetadata {
                     i_pv4_addr: a.ip.to_string(),
@@ -134,19 +226,12 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
                     ..Default::default()
                 });
             }
-            None => {
-                s.metrics.inc("awscni_no_available_ip_addresses", &[]);
-                tracing::error!(container = %r.container_id, "AssignPodIPv4Address: no available IP/Prefix addresses");
-            }
+            None => s.metrics.inc("awscni_no_available_ip_addresses", &[]),
         }
-        Ok(Response::new(reply))
+        Ok(reply)
     }
 
-    async fn del_network(
-        &self,
-        request: Request<DelNetworkRequest>,
-    ) -> Result<Response<DelNetworkReply>, Status> {
-        let r = request.into_inner();
+    fn del_inner(&self, r: &DelNetworkRequest) -> Result<DelNetworkReply, Status> {
         self.check_version(&r.client_version)?;
         let s = &self.shared;
         s.metrics
@@ -163,7 +248,7 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
                     name: r.k8s_pod_name.clone(),
                     interfaces_count: 1,
                 };
-                let _ = node.ds.restore(k.clone(), rel.ip, meta, now());
+                let _ = node.ds.hold(k.clone(), rel.ip, meta, now());
                 tracing::error!(error = %e, "checkpoint write failed; release rolled back");
                 return Err(Status::internal(format!(
                     "failed to persist the release: {e}"
@@ -172,8 +257,7 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
             s.update_gauges(&node);
             rel
         };
-        tracing::info!(ip = %released.ip, container = %r.container_id, reason = %r.reason, "DelNetwork released");
-        Ok(Response::new(DelNetworkReply {
+        Ok(DelNetworkReply {
             success: true,
             ip_allocation_metadata: vec![IpAllocationMetadata {
                 i_pv4_addr: released.ip.to_string(),
@@ -183,7 +267,7 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
             }],
             network_policy_mode: s.cfg.network_policy_mode.clone(),
             ..Default::default()
-        }))
+        })
     }
 }
 
@@ -201,6 +285,27 @@ impl<C: Cloud> rpc::config_server_backend_server::ConfigServerBackend for Servic
             node_i_pv6: String::new(),
             instance_id: s.meta.instance_id.clone(),
             region: s.meta.region.clone(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl<C: Cloud> vpccni::pod_addresses_server::PodAddresses for Service<C> {
+    async fn check_network(
+        &self,
+        request: Request<CheckNetworkRequest>,
+    ) -> Result<Response<CheckNetworkReply>, Status> {
+        let r = request.into_inner();
+        self.check_version(&r.client_version)?;
+        let k = key(&r.network_name, &r.container_id, &r.if_name);
+        let node = self.shared.lock();
+        let ip = node
+            .ds
+            .lookup(&k)
+            .or_else(|| node.ds.held().find(|(_, h)| h.key == k).map(|(ip, _)| ip));
+        Ok(Response::new(CheckNetworkReply {
+            assigned: ip.is_some(),
+            i_pv4_addr: ip.map(|ip| ip.to_string()).unwrap_or_default(),
         }))
     }
 }

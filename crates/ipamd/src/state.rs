@@ -50,6 +50,8 @@ pub struct Shared<C: Cloud> {
     pub released: Mutex<Vec<(ipnet::Ipv4Net, Time)>>,
     /// Attached ENIs ipamd leaves alone (spec c.7), as EC2's tags said when last read.
     pub unmanaged: Mutex<std::collections::BTreeSet<String>>,
+    /// The host's pod routes (who really uses an address).
+    pub host: Box<dyn crate::owners::HostOwners>,
 }
 
 impl<C: Cloud> Shared<C> {
@@ -63,6 +65,11 @@ impl<C: Cloud> Shared<C> {
         let st = node.ds.stats(now());
         let m = &self.metrics;
         m.set("awscni_eni_allocated", &[], node.ds.enis().len() as f64);
+        m.set(
+            "awscni_held_ip_addresses",
+            &[],
+            crate::owners::held_count(&node.ds) as f64,
+        );
         m.set("awscni_total_ip_addresses", &[], f64::from(st.total_ips));
         m.set(
             "awscni_assigned_ip_addresses",

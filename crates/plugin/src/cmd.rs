@@ -7,6 +7,7 @@ use vpc_cni_cni::{
 };
 use vpc_cni_dataplane::pod::{PodNetwork, PodSpec};
 use vpc_cni_proto::rpc::{AddNetworkRequest, DelNetworkRequest, IpAllocationMetadata};
+use vpc_cni_proto::vpccni::CheckNetworkRequest;
 
 use crate::ipamd::{Ipamd, IpamdError};
 use crate::log::{Level, Logger};
@@ -265,11 +266,47 @@ impl<I: Ipamd, N: PodNetwork> Ctx<'_, I, N> {
             .check(&self.env.netns, &specs)
             .await
             .map_err(|e| internal(format!("check cmd: {e}")))?;
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(internal("check cmd: the pod network is incomplete")
-                .with_details(missing.join("; ")))
+        if !missing.is_empty() {
+            return Err(internal("check cmd: the pod network is incomplete")
+                .with_details(missing.join("; ")));
+        }
+        self.check_with_ipamd(&specs).await
+    }
+
+    /// CHECK's second half: the daemon still holds the pod's address for this pod. A daemon
+    /// without the call (upstream's) answers UNIMPLEMENTED: logged and passed.
+    async fn check_with_ipamd(&self, specs: &[PodSpec]) -> Result<(), CniError> {
+        let want = specs[0].ip.to_string();
+        let req = CheckNetworkRequest {
+            network_name: self.conf.name.clone(),
+            container_id: self.env.container_id.clone(),
+            if_name: self.env.if_name.clone(),
+            i_pv4_addr: want.clone(),
+            client_version: CLIENT_VERSION.into(),
+        };
+        match self.ipamd.check(req).await {
+            Ok(r) if r.assigned && r.i_pv4_addr == want => Ok(()),
+            Ok(r) if r.assigned => Err(internal(format!(
+                "check cmd: ipamd holds {} for container {}, not {want} as prevResult says",
+                r.i_pv4_addr, self.env.container_id
+            ))),
+            Ok(_) => Err(internal(format!(
+                "check cmd: ipamd holds no address for container {} ({}/{}): the pod's address {want} \
+                 is no longer assigned to it (lost by the daemon, e.g. across a restart); delete and \
+                 re-create the pod",
+                self.env.container_id, self.conf.name, self.env.if_name
+            ))),
+            Err(IpamdError::Rpc(s)) if s.code() == tonic::Code::Unimplemented => {
+                self.log.log(
+                    Level::Info,
+                    "CHECK: this ipamd cannot answer CheckNetwork; address ownership not checked",
+                );
+                Ok(())
+            }
+            Err(e) => Err(CniError::new(
+                Code::TryAgainLater,
+                format!("check cmd: asking ipamd: {e}"),
+            )),
         }
     }
 

@@ -10,6 +10,7 @@ use vpc_cni_dataplane::pod::{PodNetwork, PodSpec};
 use vpc_cni_proto::rpc::{
     AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest, IpAllocationMetadata,
 };
+use vpc_cni_proto::vpccni::{CheckNetworkReply, CheckNetworkRequest};
 
 use crate::cmd::Ctx;
 use crate::ipamd::{Ipamd, IpamdError};
@@ -21,6 +22,8 @@ struct FakeIpamd {
     add_status: Option<tonic::Status>,
     del_status: Option<tonic::Status>,
     no_address: bool,
+    /// CHECK: the daemon lost the pod (`Some("")`) or holds another address.
+    check_ip: Option<String>,
     dels: RefCell<Vec<String>>,
 }
 
@@ -69,6 +72,13 @@ impl Ipamd for FakeIpamd {
             success: true,
             ip_allocation_metadata: vec![meta("10.0.1.9", 2)],
             ..Default::default()
+        })
+    }
+    async fn check(&self, r: CheckNetworkRequest) -> Result<CheckNetworkReply, IpamdError> {
+        let ip = self.check_ip.clone().unwrap_or(r.i_pv4_addr);
+        Ok(CheckNetworkReply {
+            assigned: !ip.is_empty(),
+            i_pv4_addr: ip,
         })
     }
     async fn reachable(&self) -> Result<(), IpamdError> {
@@ -366,6 +376,27 @@ fn check_preconditions_and_report() {
         .check(),
     )
     .unwrap();
+    for (held, want) in [
+        ("", "ipamd holds no address for container"),
+        ("10.0.1.99", "ipamd holds 10.0.1.99"),
+    ] {
+        let lost = FakeIpamd {
+            check_ip: Some(held.into()),
+            ..Default::default()
+        };
+        let err = block(
+            Ctx {
+                conf: &c,
+                env: &e,
+                ipamd: &lost,
+                net: &ok,
+                log: &log,
+            }
+            .check(),
+        )
+        .unwrap_err();
+        assert!(err.msg.contains(want), "{err}");
+    }
     let down = FakeIpamd {
         down: true,
         ..Default::default()

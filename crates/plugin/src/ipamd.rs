@@ -8,6 +8,8 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Endpoint, Uri};
 use vpc_cni_proto::rpc::cni_backend_client::CniBackendClient;
 use vpc_cni_proto::rpc::{AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest};
+use vpc_cni_proto::vpccni::pod_addresses_client::PodAddressesClient;
+use vpc_cni_proto::vpccni::{CheckNetworkReply, CheckNetworkRequest};
 
 /// Default socket of the daemon.
 pub const DEFAULT_SOCKET: &str = "/var/run/aws-node/ipamd.sock";
@@ -37,6 +39,8 @@ pub trait Ipamd {
     async fn del(&self, req: DelNetworkRequest) -> Result<DelNetworkReply, IpamdError>;
     /// Whether the daemon answers (STATUS).
     async fn reachable(&self) -> Result<(), IpamdError>;
+    /// Whether the daemon still holds an address for the pod (CHECK; this project's service).
+    async fn check(&self, req: CheckNetworkRequest) -> Result<CheckNetworkReply, IpamdError>;
 }
 
 /// ipamd over its unix socket.
@@ -54,6 +58,10 @@ impl UdsIpamd {
     }
 
     async fn client(&self) -> Result<CniBackendClient<tonic::transport::Channel>, IpamdError> {
+        Ok(CniBackendClient::new(self.channel().await?))
+    }
+
+    async fn channel(&self) -> Result<tonic::transport::Channel, IpamdError> {
         let path = self.socket.clone();
         let channel = Endpoint::from_static("http://localhost")
             .connect_timeout(Duration::from_secs(5))
@@ -70,7 +78,7 @@ impl UdsIpamd {
                 socket: self.socket.display().to_string(),
                 reason: source_chain(&e),
             })?;
-        Ok(CniBackendClient::new(channel))
+        Ok(channel)
     }
 }
 
@@ -104,5 +112,13 @@ impl Ipamd for UdsIpamd {
 
     async fn reachable(&self) -> Result<(), IpamdError> {
         self.client().await.map(|_| ())
+    }
+
+    async fn check(&self, req: CheckNetworkRequest) -> Result<CheckNetworkReply, IpamdError> {
+        let mut c = PodAddressesClient::new(self.channel().await?);
+        c.check_network(req)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(IpamdError::Rpc)
     }
 }

@@ -7,3 +7,8 @@
 pub mod rpc {
     tonic::include_proto!("rpc");
 }
+
+/// Package `vpccni.v1`: this project's additions (CHECK asks the daemon).
+pub mod vpccni {
+    tonic::include_proto!("vpccni.v1");
+}

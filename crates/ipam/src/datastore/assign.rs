@@ -164,8 +164,20 @@ impl Datastore {
     }
 
     /// Release `key`'s address (`UnassignPodIPAddress`); the address enters cooldown. An unknown
-    /// key (also under upstream's CRI-migrated fallback key) is a no-op answered with `None`.
+    /// key (also under upstream's CRI-migrated fallback key) is a no-op answered with `None`; a
+    /// key whose address was kept aside (see `held`) gives that address up.
     pub fn unassign(&mut self, key: &IpamKey, now: Time) -> Option<Released> {
+        self.release(key, Some(now))
+            .or_else(|| self.release_held(key))
+    }
+
+    /// Undo an assignment as if it never happened: no cooldown, so a retried ADD gets the same
+    /// address (upstream's roll-back when the checkpoint cannot be written).
+    pub fn unassign_without_cooldown(&mut self, key: &IpamKey) -> Option<Released> {
+        self.release(key, None)
+    }
+
+    fn release(&mut self, key: &IpamKey, now: Option<Time>) -> Option<Released> {
         let (key, ip) = match self.index.get(key) {
             Some(&ip) => (key.clone(), ip),
             None => {
@@ -191,9 +203,16 @@ impl Datastore {
             .get_mut(&ip)
             .expect("indexed address is recorded");
         let interfaces_count = info.metadata.interfaces_count.max(1);
-        info.key = None;
-        info.metadata = PodMetadata::default();
-        info.unassigned_at = Some(now);
+        match now {
+            Some(now) => {
+                info.key = None;
+                info.metadata = PodMetadata::default();
+                info.unassigned_at = Some(now);
+            }
+            None => {
+                cidr.addresses.remove(&ip);
+            }
+        }
         Some(Released {
             ip,
             eni_id: eni.spec.id.clone(),

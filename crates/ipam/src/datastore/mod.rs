@@ -3,6 +3,7 @@
 //! ENIs by device number, CIDRs and addresses by value.
 
 mod assign;
+mod held;
 mod stats;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +17,7 @@ use crate::key::{IpamKey, PodMetadata};
 use crate::time::Time;
 
 pub use assign::{Assignment, Released};
+pub use held::{HOST_HELD_NETWORK, Held, Holding};
 pub use stats::{EniStats, IpStats};
 
 /// Default `IP_COOLDOWN_PERIOD`.
@@ -154,6 +156,8 @@ pub struct Datastore {
     total: u64,
     assigned: u64,
     allocated_prefixes: u64,
+    /// Addresses live pods use that no ENI here carries (see `held`).
+    held: BTreeMap<Ipv4Addr, Held>,
 }
 
 impl Datastore {
@@ -167,6 +171,7 @@ impl Datastore {
             total: 0,
             assigned: 0,
             allocated_prefixes: 0,
+            held: BTreeMap::new(),
         }
     }
 
@@ -219,6 +224,15 @@ impl Datastore {
         Ok(())
     }
 
+    /// Mark an ENI as in an excluded subnet (no new pods; the policy drains its free CIDRs) or
+    /// not. Returns whether that changed anything.
+    pub fn set_excluded(&mut self, eni: &str, excluded: bool) -> Result<bool, DatastoreError> {
+        let e = self.eni_mut(eni)?;
+        let changed = e.spec.excluded != excluded;
+        e.spec.excluded = excluded;
+        Ok(changed)
+    }
+
     /// Add a /32 or /28 to an ENI (`AddIPv4CidrToStore`).
     pub fn add_cidr(
         &mut self,
@@ -242,6 +256,7 @@ impl Datastore {
         if is_prefix {
             self.allocated_prefixes += 1;
         }
+        self.adopt_held(net);
         Ok(())
     }
 

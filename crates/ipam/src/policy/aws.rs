@@ -7,7 +7,7 @@ use std::time::Duration;
 use vpc_cni_limits::IPS_PER_PREFIX;
 
 use super::targets::{TargetState, div_ceil, target_state};
-use super::{Action, CidrKind, Decision, NodeState, PoolLimits, PoolPolicy};
+use super::{Action, AssignFailure, CidrKind, Decision, NodeState, PoolLimits, PoolPolicy};
 use crate::datastore::{Datastore, Eni, IpStats};
 use crate::settings::Settings;
 use crate::time::Time;
@@ -194,21 +194,99 @@ impl AwsPolicy {
         })
     }
 
-    /// Growth step after an `AssignToEni` failed with an error other than insufficient addresses:
-    /// upstream then tries a new ENI in the same cycle.
-    pub fn after_assign_failure(&self, ds: &Datastore, now: Time) -> Option<Decision> {
-        let stats = ds.stats(now);
-        if !self.has_room_for_eni(ds) {
-            return None;
+    /// The executor's next step after an `AssignToEni` failed, also when asking for a single
+    /// address or prefix (upstream `tryAssignIPs` / `tryAssignPrefixes`). `tried`: the ENIs
+    /// that failed so far in this cycle.
+    ///
+    /// - Insufficient addresses with subnet discovery on: the next allocatable ENI; when none is
+    ///   left, a new ENI (the backend picks another eligible subnet), in the same cycle. No
+    ///   growth pause: that comes only if the new ENI fails too.
+    /// - Insufficient addresses without subnet discovery: the 120 s growth pause; nothing else.
+    /// - Any other error: nothing (upstream returns the error; no ENI is created).
+    pub fn after_assign_failure(
+        &mut self,
+        ds: &Datastore,
+        tried: &[String],
+        failure: AssignFailure,
+        now: Time,
+    ) -> Option<Decision> {
+        match failure {
+            AssignFailure::Other => None,
+            AssignFailure::Insufficient if !self.settings.subnet_discovery => {
+                self.record_insufficient_addresses(now);
+                None
+            }
+            AssignFailure::Insufficient => {
+                let stats = ds.stats(now);
+                let t = self.targets(ds, &stats);
+                let wanted = self.wanted(ds, &t);
+                let max_cidrs = self.limits.max_cidrs_per_eni();
+                if let Some(eni) = ds
+                    .allocatable_enis(max_cidrs, self.settings.custom_networking)
+                    .find(|e| !tried.contains(&e.id))
+                {
+                    let room = max_cidrs - eni.cidrs.len() as u32;
+                    let count = room.min(wanted.max(1));
+                    return Some(Decision {
+                        reason: format!(
+                            "subnet of {} is out of addresses (ENABLE_SUBNET_DISCOVERY): {} has room for {room}: assign {count}",
+                            tried.last().map_or("the last ENI", String::as_str),
+                            eni.id
+                        ),
+                        action: Action::AssignToEni {
+                            eni: eni.id.clone(),
+                            count,
+                            kind: self.kind(),
+                        },
+                    });
+                }
+                if !self.has_room_for_eni(ds) {
+                    return None;
+                }
+                let count = self.new_eni_resources(ds, &t);
+                (count > 0).then(|| Decision {
+                    reason: format!(
+                        "every ENI's subnet is out of addresses (ENABLE_SUBNET_DISCOVERY): new ENI with {count} in another eligible subnet"
+                    ),
+                    action: Action::AllocateEni {
+                        count,
+                        kind: self.kind(),
+                    },
+                })
+            }
         }
-        let count = self.new_eni_resources(ds, &self.targets(ds, &stats));
-        (count > 0).then(|| Decision {
-            reason: format!("assigning to an existing ENI failed: new ENI with {count}"),
-            action: Action::AllocateEni {
-                count,
-                kind: self.kind(),
-            },
-        })
+    }
+
+    /// Excluded ENIs (their subnet is tagged out of pod use): every CIDR without an assigned
+    /// address leaves the datastore and goes back to EC2, so pods drain off them.
+    fn drain_excluded(&self, ds: &mut Datastore) -> Vec<Decision> {
+        let ids: Vec<String> = ds
+            .enis()
+            .iter()
+            .filter(|e| e.excluded)
+            .map(|e| e.id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            let removed: Vec<_> = ds
+                .freeable_cidrs(&id)
+                .into_iter()
+                .filter(|net| ds.del_cidr(&id, *net, false).is_ok())
+                .collect();
+            if !removed.is_empty() {
+                out.push(Decision {
+                    reason: format!(
+                        "{id} is in an excluded subnet (kubernetes.io/role/cni=0): release its {} unused CIDR(s)",
+                        removed.len()
+                    ),
+                    action: Action::Release {
+                        eni: id,
+                        cidrs: removed,
+                    },
+                });
+            }
+        }
+        out
     }
 
     /// `GetENIResourcesToAllocate`.
@@ -355,7 +433,7 @@ impl PoolPolicy for AwsPolicy {
         if !self.settings.provisioning_enabled() {
             return Vec::new();
         }
-        let mut out = Vec::new();
+        let mut out = self.drain_excluded(ds);
         let stats = ds.stats(now);
         if let Some(why) = self.too_low(ds, &stats) {
             if self.growth_blocked(node, now).is_none() {

@@ -252,3 +252,90 @@ fn timers_gate_actions() {
     };
     assert!(p.cycle(&mut ds, term, Time::ZERO).is_empty());
 }
+
+/// Upstream's failure paths after an `AssignToEni` failed (also asking for one): (subnet
+/// discovery, failure, ENIs already tried, expected next action, growth paused afterwards).
+#[test]
+fn after_assign_failure_table() {
+    use AssignFailure::{Insufficient, Other};
+    use CidrKind::SecondaryIp as Ip;
+    let alloc = |count| Action::AllocateEni { count, kind: Ip };
+    let cases: Vec<(bool, AssignFailure, Vec<&str>, Option<Action>, bool)> = vec![
+        // Subnet discovery: the next ENI with room, in the same cycle, no pause.
+        (
+            true,
+            Insufficient,
+            vec!["eni-0"],
+            Some(assign("eni-1", 9, Ip)),
+            false,
+        ),
+        // Every ENI tried: a new ENI (another eligible subnet), no pause yet.
+        (
+            true,
+            Insufficient,
+            vec!["eni-0", "eni-1"],
+            Some(alloc(14)),
+            false,
+        ),
+        // Without discovery: the 120 s pause, nothing else.
+        (false, Insufficient, vec!["eni-0"], None, true),
+        // Any other error: upstream returns it; no ENI is created.
+        (true, Other, vec!["eni-0"], None, false),
+        (false, Other, vec!["eni-0"], None, false),
+    ];
+    for (discovery, failure, tried, want, paused) in cases {
+        let settings = Settings {
+            subnet_discovery: discovery,
+            ..Settings::default()
+        };
+        // m5.xlarge: 4 ENIs of 15 addresses; two ENIs with 5 /32s each, all in use.
+        let (ds, mut p) = node("m5.xlarge", settings, &[5, 5], 10);
+        let tried: Vec<String> = tried.into_iter().map(String::from).collect();
+        let got = p
+            .after_assign_failure(&ds, &tried, failure, Time::from_secs(600))
+            .map(|d| d.action);
+        let case = format!("discovery={discovery} {failure:?} tried={tried:?}");
+        assert_eq!(got, want, "{case}");
+        let blocked = p
+            .growth_blocked(NodeState::default(), Time::from_secs(601))
+            .is_some();
+        assert_eq!(blocked, paused, "{case}");
+    }
+}
+
+#[test]
+fn excluded_enis_give_back_unused_cidrs_and_take_no_pods() {
+    let (mut ds, mut p) = node("m5.xlarge", Settings::default(), &[14, 6], 16);
+    // 16 pods: 14 on eni-0, 2 on eni-1; eni-1's subnet is then tagged kubernetes.io/role/cni=0.
+    assert!(ds.set_excluded("eni-1", true).unwrap());
+    let d = p.cycle(&mut ds, NodeState::default(), Time::from_secs(600));
+    let released: Vec<usize> = d
+        .iter()
+        .filter_map(|d| match &d.action {
+            Action::Release { eni, cidrs } if eni == "eni-1" => Some(cidrs.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released, vec![4], "{d:?}");
+    assert_eq!(
+        ds.eni("eni-1").unwrap().cidrs.len(),
+        2,
+        "the two in use stay"
+    );
+    // No new pod lands on it.
+    let a = ds.assign(
+        &IpamKey::new("aws-cni", "new", "eth0"),
+        PodMetadata::default(),
+        Time::from_secs(601),
+    );
+    assert!(a.is_err() || a.unwrap().eni_id != "eni-1");
+    // A pod leaving empties a CIDR: it goes on the next cycle.
+    ds.unassign(&IpamKey::new("aws-cni", "15", "eth0"), Time::from_secs(602));
+    let d = p.cycle(&mut ds, NodeState::default(), Time::from_secs(610));
+    assert!(
+        d.iter()
+            .any(|d| matches!(&d.action, Action::Release { eni, cidrs } if eni == "eni-1" && cidrs.len() == 1)),
+        "{d:?}"
+    );
+    assert_eq!(ds.eni("eni-1").unwrap().cidrs.len(), 1);
+}

@@ -4,8 +4,11 @@
 //! Executor contract: [`Action::Release`] and [`Action::FreeEni`] are decided after the policy
 //! already removed those CIDRs / that ENI from the datastore (as upstream does before calling
 //! EC2); the executor only performs the cloud call. Growth actions are requests: the executor
-//! adds whatever the cloud returned to the datastore, and reports insufficient-address errors with
-//! [`PoolPolicy::record_insufficient_addresses`].
+//! adds whatever the cloud returned to the datastore. A failed `AssignToEni` is retried once
+//! asking for one (unless EC2 said `PrivateIpAddressLimitExceeded`: then the ENI's addresses are
+//! imported); if that fails too the executor asks [`AwsPolicy::after_assign_failure`] for the
+//! next step. A failed `AllocateEni` with insufficient addresses is reported with
+//! [`PoolPolicy::record_insufficient_addresses`] (the 120 s growth pause).
 
 mod aws;
 mod limits;
@@ -62,6 +65,17 @@ pub enum Action {
         /// The ENI.
         eni: String,
     },
+}
+
+/// How an `AssignToEni` failed, for [`AwsPolicy::after_assign_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssignFailure {
+    /// `InsufficientCidrBlocks` / `InsufficientFreeAddressesInSubnet`.
+    Insufficient,
+    /// Anything else (after the retry asking for one; `PrivateIpAddressLimitExceeded` is not a
+    /// failure: the executor imports the ENI's addresses instead).
+    Other,
 }
 
 /// An action with the rule that produced it.

@@ -1,6 +1,7 @@
 //! A node's pool loop: run the policy each cycle and carry its decisions out against the
 //! simulated VPC the way upstream ipamd does (ENI create → attach → DeleteOnTermination; retry
-//! an assign once with 1; an insufficient-address error starts the 120 s pause; failed
+//! an assign once with 1, then the policy's next step: with subnet discovery the next ENI or a
+//! new ENI in another eligible subnet, else the 120 s pause on insufficient addresses; failed
 //! releases and frees are retried on later cycles).
 
 use std::collections::BTreeMap;
@@ -9,10 +10,11 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use vpc_cni_ipam::policy::PoolPolicy;
-use vpc_cni_ipam::{Action, CidrKind, EniSpec, NodeState, Time};
+use vpc_cni_ipam::{Action, AssignFailure, CidrKind, EniSpec, NodeState, Time};
 
 use super::{CYCLE, Cluster, Event};
-use crate::error::{Ec2Error, Ec2ErrorCode};
+use crate::discovery::{SubnetView, eligible};
+use crate::error::Ec2ErrorCode;
 
 /// Addresses (and maybe a new ENI) that reach the datastore when an action completes.
 pub(super) struct Completion {
@@ -94,7 +96,9 @@ impl Cluster {
 
     fn execute(&mut self, n: u32, action: Action) {
         match action {
-            Action::AssignToEni { eni, count, kind } => self.assign(n, &eni, count, kind),
+            Action::AssignToEni { eni, count, kind } => {
+                self.assign(n, &eni, count, kind, Vec::new())
+            }
             Action::AllocateEni { count, kind } => self.allocate(n, count, kind),
             Action::Release { eni, cidrs } => {
                 if self
@@ -111,62 +115,96 @@ impl Cluster {
         }
     }
 
-    fn assign(&mut self, n: u32, eni: &str, count: u32, kind: CidrKind) {
+    /// Upstream's `tryAssignIPs`/`tryAssignPrefixes`: ask for `count`, on an error other than
+    /// `PrivateIpAddressLimitExceeded` ask for one; that error imports EC2's view of the ENI; any
+    /// other failure goes to the policy for the next step (`tried` grows).
+    fn assign(&mut self, n: u32, eni: &str, count: u32, kind: CidrKind, mut tried: Vec<String>) {
         let (ips, pfx) = split(count, kind);
         let mut r = self
             .vpc
             .assign_private_ip_addresses(eni, ips, pfx, self.now);
         if let Err(e) = &r
-            && !e.code.is_insufficient_addresses()
             && e.code != Ec2ErrorCode::PrivateIpAddressLimitExceeded
         {
-            // Upstream retries once asking for a single address or prefix.
             let (ips, pfx) = split(1, kind);
             r = self
                 .vpc
                 .assign_private_ip_addresses(eni, ips, pfx, self.now);
         }
-        match r {
+        let e = match r {
             Ok((ips, prefixes)) => {
                 let at = self
                     .now
                     .plus(Duration::from_millis(self.vpc.latency.assign_ms));
-                self.complete(
-                    n,
-                    at,
-                    Completion {
-                        new_eni: None,
-                        eni: eni.to_string(),
-                        ips,
-                        prefixes,
-                    },
-                );
+                let c = Completion {
+                    new_eni: None,
+                    eni: eni.to_string(),
+                    ips,
+                    prefixes,
+                };
+                return self.complete(n, at, c);
             }
-            Err(e) if e.code.is_insufficient_addresses() => self.insufficient(n, &e),
-            Err(_) => {
-                let node = &self.nodes[n as usize];
-                if let Some(d) = node.policy.after_assign_failure(&node.ds, self.now) {
-                    self.execute(n, d.action);
-                }
+            Err(e) => e,
+        };
+        if e.code == Ec2ErrorCode::PrivateIpAddressLimitExceeded {
+            if let Some(found) = self.vpc.eni(eni) {
+                let c = Completion {
+                    new_eni: None,
+                    eni: eni.to_string(),
+                    ips: found.secondary_ips.clone(),
+                    prefixes: found.prefixes.clone(),
+                };
+                self.complete(n, self.now, c);
             }
+            return;
+        }
+        let failure = if e.code.is_insufficient_addresses() {
+            if let Some(subnet) = self.vpc.eni(eni).map(|x| x.subnet_id.clone()) {
+                self.rec.subnet_exhausted(&subnet, self.now, &e);
+            }
+            AssignFailure::Insufficient
+        } else {
+            AssignFailure::Other
+        };
+        tried.push(eni.to_string());
+        let node = &mut self.nodes[n as usize];
+        let next = node
+            .policy
+            .after_assign_failure(&node.ds, &tried, failure, self.now);
+        match next.map(|d| d.action) {
+            Some(Action::AssignToEni { eni, count, kind }) => {
+                self.assign(n, &eni, count, kind, tried)
+            }
+            Some(a) => self.execute(n, a),
+            None => {}
         }
     }
 
-    fn insufficient(&mut self, n: u32, e: &Ec2Error) {
-        self.nodes[n as usize]
-            .policy
-            .record_insufficient_addresses(self.now);
-        let subnet = self.groups[self.nodes[n as usize].group as usize]
-            .subnet
-            .clone();
-        self.rec.subnet_exhausted(&subnet, self.now, e);
+    /// Subnets a new ENI of node `n` may go to, in order: with subnet discovery the eligible
+    /// subnets of the node's AZ, most free first; without it the node's subnet.
+    fn candidate_subnets(&self, n: u32) -> Vec<String> {
+        let node = &self.nodes[n as usize];
+        let primary = self.groups[node.group as usize].subnet.clone();
+        if !node.policy.settings().subnet_discovery {
+            return vec![primary];
+        }
+        let az = self.vpc.subnets.get(&primary).map(|s| s.az.clone());
+        let views: Vec<SubnetView> = self
+            .vpc
+            .subnets
+            .values()
+            .filter(|s| Some(&s.az) == az.as_ref())
+            .map(|s| SubnetView {
+                id: s.id.clone(),
+                free: s.free_addresses(),
+                tags: s.tags.clone(),
+            })
+            .collect();
+        eligible(&views, &primary, None)
     }
 
     fn allocate(&mut self, n: u32, count: u32, kind: CidrKind) {
         let inst = self.nodes[n as usize].instance_id.clone();
-        let subnet = self.groups[self.nodes[n as usize].group as usize]
-            .subnet
-            .clone();
         let Ok(device) = self.vpc.free_device_index(&inst, self.now) else {
             return;
         };
@@ -175,21 +213,36 @@ impl Cluster {
             "node.k8s.amazonaws.com/instance_id".to_string(),
             inst.clone(),
         )]);
-        let eni = match self.vpc.create_network_interface(
-            &subnet,
-            &format!("aws-K8S-{inst}"),
-            tags,
-            ips,
-            pfx,
-            self.now,
-        ) {
-            Ok(id) => id,
-            Err(e) => {
-                if e.code.is_insufficient_addresses() {
-                    self.insufficient(n, &e);
+        let mut created = None;
+        let mut exhausted = false;
+        for subnet in self.candidate_subnets(n) {
+            match self.vpc.create_network_interface(
+                &subnet,
+                &format!("aws-K8S-{inst}"),
+                tags.clone(),
+                ips,
+                pfx,
+                self.now,
+            ) {
+                Ok(id) => {
+                    created = Some((id, subnet));
+                    break;
                 }
-                return;
+                // The next eligible subnet is tried, as upstream's AllocENI does.
+                Err(e) if e.code.is_insufficient_addresses() => {
+                    self.rec.subnet_exhausted(&subnet, self.now, &e);
+                    exhausted = true;
+                }
+                Err(_) => return,
             }
+        }
+        let Some((eni, subnet)) = created else {
+            if exhausted {
+                self.nodes[n as usize]
+                    .policy
+                    .record_insufficient_addresses(self.now);
+            }
+            return;
         };
         if self
             .vpc
