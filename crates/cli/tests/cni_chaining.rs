@@ -139,6 +139,7 @@ fn init_waits_for_ipamd_then_chains_aws_cni_with_portmap() {
         ns,
         daemon,
         _dir: dir,
+        instance: "m5.large".into(),
     };
 
     let pod = Ns::new("web");

@@ -392,6 +392,7 @@ fn failure_paths_give_cni_errors_or_clean_up() {
         ns,
         mut daemon,
         _dir,
+        ..
     } = node;
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();

@@ -413,7 +413,7 @@ async fn teardown_one(
     match crate::owners::route_owner(host, p.ip).await {
         Ok(Some(owner)) if Some(owner) != ours => {
             errors.push(DataplaneError::NotFound(format!(
-                "the route to {} points at interface {owner}, not this pod's: another pod owns                  the address, its route and rules are left alone",
+                "the route to {} points at interface {owner}, not this pod's: another pod owns the address, its route and rules are left alone",
                 p.ip
             )));
             delete_pod_end(pod, p, errors).await;

@@ -11,21 +11,58 @@ pub struct Node {
     pub ns: Ns,
     pub daemon: Daemon,
     pub _dir: tempfile::TempDir,
+    pub instance: String,
 }
 
 impl Node {
     pub fn start(instance: &str, env: &[(&str, &str)]) -> Node {
+        Self::start_with(instance, env, &[])
+    }
+
+    /// [`Node::start`] with more daemon flags.
+    pub fn start_with(instance: &str, env: &[(&str, &str)], extra: &[&str]) -> Node {
         require_root();
         let dir = tempfile::tempdir().unwrap();
         let ns = Ns::new("node");
-        let mut args = vec!["--host-network", "--instance-type", instance];
-        args.extend(["--subnet", "10.0.0.0/20"]);
-        let daemon = Daemon::start_in(Some(&ns.name), dir.path(), env, &args);
+        let daemon = Daemon::start_in(
+            Some(&ns.name),
+            dir.path(),
+            env,
+            &Self::args(instance, extra),
+        );
         Node {
             ns,
             daemon,
             _dir: dir,
+            instance: instance.to_string(),
         }
+    }
+
+    fn args<'a>(instance: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["--host-network", "--instance-type", instance];
+        args.extend(["--subnet", "10.0.0.0/20"]);
+        args.extend(extra);
+        args
+    }
+
+    /// SIGTERM the daemon, wait for it, and start it again the same way (same directory).
+    pub fn restart(&mut self, env: &[(&str, &str)], extra: &[&str]) {
+        let pid = self.daemon.child.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let st = self.daemon.child.wait().unwrap();
+        assert!(st.success(), "daemon exit after SIGTERM: {st:?}");
+        let dir = self.daemon.dir.clone();
+        let instance = self.instance.clone();
+        self.daemon = Daemon::start_in(
+            Some(&self.ns.name),
+            &dir,
+            env,
+            &Self::args(&instance, extra),
+        );
     }
 
     pub fn conf(&self) -> Value {
