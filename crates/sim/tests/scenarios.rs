@@ -109,3 +109,33 @@ fn runs_are_deterministic() {
     let b = serde_json::to_string(&run("seed-002-fleet.toml")).unwrap();
     assert_eq!(a, b);
 }
+
+/// Subnet discovery: the node subnet runs dry; with discovery on the pods move to a new ENI in the
+/// tagged subnet without a 120 s pause; with it off they stay pending.
+#[test]
+fn subnet_discovery_moves_growth_to_a_tagged_subnet() {
+    let r = run("subnet-discovery.toml");
+    let by_name = |n: &str| r.groups.iter().find(|g| g.end.name == n).unwrap();
+    let on = by_name("discovery-on");
+    let off = by_name("discovery-off");
+    assert_eq!((on.end.pods, on.end.pending), (40, 0), "{:?}", on.end);
+    assert!(on.end.enis >= 2, "a second ENI: {:?}", on.end);
+    assert!(
+        on.wait.max_s < 60.0,
+        "no 120 s pause with discovery on: {:?}",
+        on.wait
+    );
+    assert!(off.end.pending > 0, "{:?}", off.end);
+    assert!(off.end.pods < 40);
+    let sub = |id: &str| r.subnets.iter().find(|s| s.id == id).unwrap();
+    assert!(
+        sub("subnet-a-pods").free_addresses < 1019,
+        "the tagged subnet was used"
+    );
+    assert_eq!(
+        sub("subnet-b-pods").free_addresses,
+        1019,
+        "never used without discovery"
+    );
+    assert!(sub("subnet-a-nodes").exhausted.is_some());
+}
