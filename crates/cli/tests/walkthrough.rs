@@ -149,6 +149,33 @@ fn the_walkthrough_pod_reaches_outside_snatted_and_writes_only_where_told() {
     for (p, before) in FOREIGN.iter().zip(existed) {
         assert!(before || !Path::new(p).exists(), "{p} was created");
     }
+    // The node holds 27 pod addresses (3 ENIs × 9); the 28th waits, and the log says why.
+    let plugin = bin_dir.join("aws-cni");
+    let add = |i: usize, ns: &Ns, patience: Duration| {
+        let env = cni_env("ADD", &format!("c{i}"), &ns.path(), &format!("web{i}"));
+        let deadline = Instant::now() + patience;
+        loop {
+            let r = exec_plugin(Some(&node), &plugin, &env, &netconf);
+            if r.code == 0 || Instant::now() > deadline {
+                return r.code;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let more: Vec<Ns> = (2..=28).map(|i| Ns::new(&format!("wp{i}"))).collect();
+    for (i, ns) in (2..=27).zip(&more) {
+        assert_eq!(add(i, ns, Duration::from_secs(60)), 0, "pod {i} of 27");
+    }
+    assert_ne!(
+        add(28, &more[26], Duration::from_secs(8)),
+        0,
+        "the 28th waits"
+    );
+    let log = std::fs::read_to_string(run.join("ipamd.log")).unwrap();
+    assert!(
+        log.contains("no room: every ENI is full and the ENI limit is reached"),
+        "{log}"
+    );
     let d = exec_plugin(
         Some(&node),
         &bin_dir.join("aws-cni"),

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use tonic::{Request, Response, Status};
 use vpc_cni_cloud::Cloud;
+use vpc_cni_ipam::policy::PoolPolicy;
 use vpc_cni_ipam::{Assignment, DatastoreError, IpamKey, PodMetadata};
 use vpc_cni_proto::rpc::{
     self, AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest,
@@ -146,7 +147,11 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
                 tracing::info!(ip = %ip, pod = %r.k8s_pod_name, namespace = %r.k8s_pod_namespace, container = %r.container_id, ms, "AddNetwork assigned");
             }
             Ok(_) => {
-                tracing::error!(pod = %r.k8s_pod_name, namespace = %r.k8s_pod_namespace, container = %r.container_id, ms, "AddNetwork: no available IP/Prefix addresses");
+                let pool = {
+                    let node = self.shared.lock();
+                    node.policy.describe(&node.ds, now())
+                };
+                tracing::error!(pod = %r.k8s_pod_name, namespace = %r.k8s_pod_namespace, container = %r.container_id, ms, pool = %pool, "AddNetwork: no available IP/Prefix addresses");
             }
             Err(st) => {
                 tracing::warn!(pod = %r.k8s_pod_name, container = %r.container_id, code = ?st.code(), error = %st.message(), ms, "AddNetwork failed");
