@@ -341,35 +341,46 @@ async fn setup_one(host: &Handle, pod: &Handle, host_ns: &Netns, p: &PodSpec) ->
             DataplaneError::NotFound(format!("host veth {} vanished", p.host_veth))
         })?,
     };
-    nl::set_up(host, &host_link, None).await?;
+    // Independent requests go out together (one wait per chain instead of one per request):
+    // the host side (link up, then its /32 route; the rules need no link) and the pod side
+    // (the gateway's /32 before the default route via it; address, neighbour and rule need
+    // neither). The kernel still applies them one at a time under RTNL.
     let gw = p.gateway();
     let table = p.pod_table();
-    nl::replace_route(
-        pod,
-        Ipv4Net::new(gw, 32).expect("/32"),
-        None,
-        &pod_link,
-        table,
-    )
-    .await?;
-    nl::replace_route(pod, Ipv4Net::default(), Some(gw), &pod_link, table).await?;
-    if p.index > 0 {
-        let from = Rule {
-            priority: 1,
-            table,
-            src: Some(p.host()),
-            dst: None,
-            fwmark: None,
-        };
-        ensure_rule(pod, &from).await?;
-    }
-    nl::add_address(pod, &pod_link, p.host()).await?;
-    nl::add_permanent_neighbour(pod, &pod_link, gw, &host_link.mac).await?;
-    nl::replace_route(host, p.host(), None, &host_link, MAIN_TABLE).await?;
-    for r in p.host_rules() {
-        ensure_rule(host, &r).await?;
-    }
-    Ok(())
+    let host_route = async {
+        nl::set_up(host, &host_link, None).await?;
+        nl::replace_route(host, p.host(), None, &host_link, MAIN_TABLE).await
+    };
+    let host_rules = async {
+        for r in p.host_rules() {
+            ensure_rule(host, &r).await?;
+        }
+        Ok(())
+    };
+    let pod_routes = async {
+        let gw32 = Ipv4Net::new(gw, 32).expect("/32");
+        nl::replace_route(pod, gw32, None, &pod_link, table).await?;
+        nl::replace_route(pod, Ipv4Net::default(), Some(gw), &pod_link, table).await
+    };
+    let pod_rule = async {
+        if p.index > 0 {
+            let from = Rule {
+                priority: 1,
+                table,
+                src: Some(p.host()),
+                dst: None,
+                fwmark: None,
+            };
+            ensure_rule(pod, &from).await?;
+        }
+        Ok(())
+    };
+    let pod_addr = nl::add_address(pod, &pod_link, p.host());
+    let pod_neigh = nl::add_permanent_neighbour(pod, &pod_link, gw, &host_link.mac);
+    let (a, b, c, d, e, f) = futures::join!(
+        host_route, host_rules, pod_routes, pod_rule, pod_addr, pod_neigh
+    );
+    a.and(b).and(c).and(d).and(e).and(f)
 }
 
 /// Add `r` unless an identical rule exists (the kernel answers EEXIST: no listing needed).

@@ -201,30 +201,35 @@ pub async fn serve<C: Cloud>(
         let router = http::introspection_router(shared.clone());
         http_tasks.push(tokio::spawn(async move { axum::serve(l, router).await }));
     }
-    let listener = bind_socket(&shared.cfg.socket)?;
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
-    reporter
-        .set_service_status(
-            "grpc.health.v1.aws-node",
-            tonic_health::ServingStatus::Serving,
-        )
-        .await;
+    let listener = bind_socket(&shared.cfg.socket)?
+        .into_std()
+        .map_err(io("socket"))?;
     tracing::info!(socket = %shared.cfg.socket.display(), "serving gRPC");
-    let terminating = shared.clone();
-    let result = tonic::transport::Server::builder()
-        .add_service(CniBackendServer::new(Service::new(shared.clone())))
-        .add_service(ConfigServerBackendServer::new(Service::new(shared.clone())))
-        .add_service(PodAddressesServer::new(Service::new(shared.clone())))
-        .add_service(health)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-            shutdown.await;
-            terminating.terminating.store(true, Ordering::SeqCst);
-            tracing::info!("shutting down: no new requests");
-        })
-        .await;
+    // The plugin's socket is served by its own thread on a single-threaded runtime: a request
+    // never waits for a worker busy with the pool loop or an HTTP client, and never hops
+    // between threads (each hop is a wake-up: measured ~0.1 ms of a plugin's ADD).
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let grpc_shared = shared.clone();
+    let grpc = std::thread::Builder::new()
+        .name("grpc".into())
+        .spawn(move || serve_grpc(grpc_shared, listener, stop_rx))
+        .map_err(io("starting the gRPC thread"))?;
+    shutdown.await;
+    shared.terminating.store(true, Ordering::SeqCst);
+    tracing::info!("shutting down: no new requests");
+    let _ = stop_tx.send(());
+    let result = tokio::task::spawn_blocking(move || grpc.join())
+        .await
+        .map_err(|e| DaemonError::Io {
+            what: "gRPC thread".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .unwrap_or_else(|_| {
+            Err(DaemonError::Io {
+                what: "gRPC thread".into(),
+                source: std::io::Error::other("panicked"),
+            })
+        });
     pool_task.abort();
     for t in http_tasks {
         t.abort();
@@ -235,5 +240,36 @@ pub async fn serve<C: Cloud>(
     }
     let _ = std::fs::remove_file(&shared.cfg.socket);
     tracing::info!("checkpoint flushed; exiting");
-    Ok(result?)
+    result
+}
+
+/// The gRPC services on `listener` until `stop` fires, on this thread's own runtime.
+fn serve_grpc<C: Cloud>(
+    shared: Arc<Shared<C>>,
+    listener: std::os::unix::net::UnixListener,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), DaemonError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io("gRPC runtime"))?;
+    rt.block_on(async move {
+        let listener = tokio::net::UnixListener::from_std(listener).map_err(io("socket"))?;
+        let (reporter, health) = tonic_health::server::health_reporter();
+        for name in ["", "grpc.health.v1.aws-node"] {
+            reporter
+                .set_service_status(name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        tonic::transport::Server::builder()
+            .add_service(CniBackendServer::new(Service::new(shared.clone())))
+            .add_service(ConfigServerBackendServer::new(Service::new(shared.clone())))
+            .add_service(PodAddressesServer::new(Service::new(shared.clone())))
+            .add_service(health)
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+                let _ = stop.await;
+            })
+            .await?;
+        Ok(())
+    })
 }

@@ -1,14 +1,10 @@
 //! The plugin's side of the ipamd gRPC contract: a narrow [`Ipamd`] trait (what the command
-//! logic needs) and its implementation over the daemon's unix socket.
+//! logic needs) and its implementation over the daemon's unix socket (one unary call per
+//! process, see [`crate::grpc`]).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Endpoint, Uri};
-use vpc_cni_proto::rpc::cni_backend_client::CniBackendClient;
 use vpc_cni_proto::rpc::{AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest};
-use vpc_cni_proto::vpccni::pod_addresses_client::PodAddressesClient;
 use vpc_cni_proto::vpccni::{CheckNetworkReply, CheckNetworkRequest};
 
 /// Default socket of the daemon.
@@ -56,69 +52,22 @@ impl UdsIpamd {
             socket: socket.into(),
         }
     }
-
-    async fn client(&self) -> Result<CniBackendClient<tonic::transport::Channel>, IpamdError> {
-        Ok(CniBackendClient::new(self.channel().await?))
-    }
-
-    async fn channel(&self) -> Result<tonic::transport::Channel, IpamdError> {
-        let path = self.socket.clone();
-        let channel = Endpoint::from_static("http://localhost")
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    let s = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(s))
-                }
-            }))
-            .await
-            .map_err(|e| IpamdError::Unreachable {
-                socket: self.socket.display().to_string(),
-                reason: source_chain(&e),
-            })?;
-        Ok(channel)
-    }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 impl Ipamd for UdsIpamd {
     async fn add(&self, req: AddNetworkRequest) -> Result<AddNetworkReply, IpamdError> {
-        let mut c = self.client().await?;
-        c.add_network(req)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(IpamdError::Rpc)
+        crate::grpc::unary(&self.socket, "/rpc.CNIBackend/AddNetwork", &req).await
     }
 
     async fn del(&self, req: DelNetworkRequest) -> Result<DelNetworkReply, IpamdError> {
-        let mut c = self.client().await?;
-        c.del_network(req)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(IpamdError::Rpc)
+        crate::grpc::unary(&self.socket, "/rpc.CNIBackend/DelNetwork", &req).await
     }
 
     async fn reachable(&self) -> Result<(), IpamdError> {
-        self.client().await.map(|_| ())
+        crate::grpc::connect(&self.socket).await.map(|_| ())
     }
 
     async fn check(&self, req: CheckNetworkRequest) -> Result<CheckNetworkReply, IpamdError> {
-        let mut c = PodAddressesClient::new(self.channel().await?);
-        c.check_network(req)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(IpamdError::Rpc)
+        crate::grpc::unary(&self.socket, "/vpccni.v1.PodAddresses/CheckNetwork", &req).await
     }
 }

@@ -5,6 +5,7 @@
 pub mod cmd;
 #[cfg(test)]
 mod cmd_tests;
+pub mod grpc;
 pub mod ipamd;
 pub mod log;
 

@@ -100,9 +100,12 @@ impl Drop for Ns {
     }
 }
 
-/// The `aws-cni` binary built beside `vpc-cni`.
+/// The `aws-cni` binary: `VPC_CNI_AWS_CNI_BIN` when set (the benchmark measures the shipped
+/// build), else the one built beside `vpc-cni`.
 pub fn aws_cni_bin() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_BIN_EXE_vpc-cni")).with_file_name("aws-cni");
+    let p = std::env::var_os("VPC_CNI_AWS_CNI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vpc-cni")).with_file_name("aws-cni"));
     assert!(
         p.exists(),
         "{} is missing: build it with `cargo build -p aws-cni` (cargo test --workspace does)",
