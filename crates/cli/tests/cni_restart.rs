@@ -173,3 +173,58 @@ fn a_del_leaves_another_pods_route_and_rules_alone() {
     let log = std::fs::read_to_string(node.daemon.dir.join("plugin.log")).unwrap();
     assert!(log.contains("another pod owns the address"), "{log}");
 }
+
+/// The check at assignment time, on the real kernel: an address the daemon is about to hand out
+/// that a veth on the host already routes is held, and the pod gets another.
+#[test]
+fn an_address_routed_behind_the_daemons_back_is_not_handed_out() {
+    let node = Node::start("m5.xlarge", ENV);
+    let conf = node.conf();
+    let first = add(&node, &conf, 0, "p");
+    // The lowest free address of the lowest device (the daemon's next pick).
+    let port = node.daemon.introspection;
+    let enis: Value = serde_json::from_str(&node.ns.sh(&format!(
+        "python3 -c \"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{port}/v1/enis').read().decode())\""
+    )))
+    .unwrap();
+    let mut by_device: Vec<(u64, Vec<String>)> = enis["0"]["ENIs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|e| {
+            let free: Vec<String> = e["AvailableIPv4Cidrs"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, c)| c["IPAddresses"].as_object().unwrap().is_empty())
+                .map(|(k, _)| k.trim_end_matches("/32").to_string())
+                .collect();
+            (e["DeviceNumber"].as_u64().unwrap(), free)
+        })
+        .collect();
+    by_device.sort();
+    let next = by_device
+        .iter()
+        .find_map(|(_, f)| {
+            let mut f: Vec<std::net::Ipv4Addr> = f.iter().map(|s| s.parse().unwrap()).collect();
+            f.sort();
+            f.first().copied()
+        })
+        .expect("a free address");
+    // A veth of some pod the daemon never heard of routes it.
+    node.ns
+        .sh("ip link add enistranger01 type veth peer name strangerpeer");
+    node.ns
+        .sh("ip link set enistranger01 up; ip link set strangerpeer up");
+    node.ns.sh(&format!(
+        "ip route add {next}/32 dev enistranger01 scope link"
+    ));
+    let second = add(&node, &conf, 1, "p");
+    assert_ne!(pod_ip(&second.3), next.to_string());
+    assert_ne!(pod_ip(&second.3), pod_ip(&first.3));
+    let log = node.daemon.log();
+    assert!(
+        log.contains("the address picked for a new pod is routed to a live pod's veth"),
+        "{log}"
+    );
+}
