@@ -253,14 +253,16 @@ fn timers_gate_actions() {
     assert!(p.cycle(&mut ds, term, Time::ZERO).is_empty());
 }
 
-/// Upstream's failure paths after an `AssignToEni` failed (also asking for one): (subnet
-/// discovery, failure, ENIs already tried, expected next action, growth paused afterwards).
+/// (subnet discovery, failure, ENIs already tried, expected next action, growth paused after).
+type FailureCase = (bool, AssignFailure, Vec<&'static str>, Option<Action>, bool);
+
+/// Upstream's failure paths after an `AssignToEni` failed (also asking for one).
 #[test]
 fn after_assign_failure_table() {
     use AssignFailure::{Insufficient, Other};
     use CidrKind::SecondaryIp as Ip;
     let alloc = |count| Action::AllocateEni { count, kind: Ip };
-    let cases: Vec<(bool, AssignFailure, Vec<&str>, Option<Action>, bool)> = vec![
+    let cases: Vec<FailureCase> = vec![
         // Subnet discovery: the next ENI with room, in the same cycle, no pause.
         (
             true,
