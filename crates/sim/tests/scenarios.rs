@@ -139,3 +139,34 @@ fn subnet_discovery_moves_growth_to_a_tagged_subnet() {
     );
     assert!(sub("subnet-a-nodes").exhausted.is_some());
 }
+
+/// An assign that fails with anything but insufficient addresses (here every call answers
+/// `InternalError`) is retried once asking for one and then left: no ENI is created (upstream
+/// returns the error), whatever the cycle count.
+#[test]
+fn other_assign_errors_never_lead_to_a_new_eni() {
+    let toml = r#"
+duration = "10m"
+[vpc]
+faults = { error_rate = 1.0 }
+[[subnets]]
+id = "s"
+cidr = "10.9.0.0/24"
+[[node_groups]]
+name = "g"
+instance_type = "m5.large"
+count = 1
+subnet = "s"
+[[workloads]]
+kind = "steady"
+group = "g"
+pods = 5
+"#;
+    let sc = Scenario::from_toml(toml).unwrap();
+    let r = Cluster::new(&sc, &LimitsTable::builtin()).unwrap().run();
+    let calls = |a: &str| r.ec2_calls.get(a).copied().unwrap_or(0);
+    assert!(calls("AssignPrivateIpAddresses") >= 20, "{:?}", r.ec2_calls);
+    assert_eq!(calls("AssignPrivateIpAddresses") % 2, 0, "each try is N, then 1");
+    assert_eq!(calls("CreateNetworkInterface"), 0, "{:?}", r.ec2_calls);
+    assert_eq!(r.groups[0].end.pending, 5);
+}
