@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::Ipv4Net;
 use vpc_cni_ipam::Time;
 use vpc_cni_limits::InstanceType;
-use vpc_cni_sim::discovery::{SubnetView, eligible};
+use vpc_cni_sim::discovery::candidates;
 use vpc_cni_sim::{Ec2Error, ImdsInterface, Subnet, Throttle, Vpc};
 
 use crate::{Cloud, CloudError, InstanceMeta, Interface};
@@ -131,22 +131,9 @@ impl SimCloud {
 
     /// Subnets to try for a new ENI (spec c.5), with the shared discovery rules.
     fn candidate_subnets(&self, vpc: &Vpc) -> Vec<String> {
-        let Some(primary) = vpc.instance(&self.instance_id).map(|i| i.subnet_id.clone()) else {
-            return Vec::new();
-        };
-        let az = vpc.subnets.get(&primary).map(|s| s.az.clone());
-        let views: Vec<SubnetView> = vpc
-            .subnets
-            .values()
-            .filter(|s| self.subnet_discovery || s.id == primary)
-            .filter(|s| Some(&s.az) == az.as_ref())
-            .map(|s| SubnetView {
-                id: s.id.clone(),
-                free: s.free_addresses(),
-                tags: s.tags.clone(),
-            })
-            .collect();
-        eligible(&views, &primary, None)
+        vpc.instance(&self.instance_id)
+            .map(|i| candidates(vpc, &i.subnet_id, self.subnet_discovery))
+            .unwrap_or_default()
     }
 
     /// The simulated VPC (for inspection by tests and tools).

@@ -55,6 +55,25 @@ pub fn eligible(subnets: &[SubnetView], primary: &str, cluster: Option<&str>) ->
     ok.into_iter().map(|s| s.id.clone()).collect()
 }
 
+/// Subnets of `vpc` a new ENI of an instance in `primary` may go to, in order: with subnet
+/// discovery the eligible subnets of `primary`'s AZ, most free first; without it `primary`
+/// alone (unless it is tagged `=0`).
+pub fn candidates(vpc: &crate::Vpc, primary: &str, discovery: bool) -> Vec<String> {
+    let az = vpc.subnets.get(primary).map(|s| s.az.clone());
+    let views: Vec<SubnetView> = vpc
+        .subnets
+        .values()
+        .filter(|s| discovery || s.id == primary)
+        .filter(|s| Some(&s.az) == az.as_ref())
+        .map(|s| SubnetView {
+            id: s.id.clone(),
+            free: s.free_addresses(),
+            tags: s.tags.clone(),
+        })
+        .collect();
+    eligible(&views, primary, None)
+}
+
 /// Whether ENIs in a subnet with these tags are excluded from pod addresses (upstream
 /// `IsExcludedForPodIPs`): tagged `kubernetes.io/role/cni=0`, or tagged for other clusters only.
 pub fn excluded(tags: &BTreeMap<String, String>, cluster: Option<&str>) -> bool {

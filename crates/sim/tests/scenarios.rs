@@ -166,7 +166,11 @@ pods = 5
     let r = Cluster::new(&sc, &LimitsTable::builtin()).unwrap().run();
     let calls = |a: &str| r.ec2_calls.get(a).copied().unwrap_or(0);
     assert!(calls("AssignPrivateIpAddresses") >= 20, "{:?}", r.ec2_calls);
-    assert_eq!(calls("AssignPrivateIpAddresses") % 2, 0, "each try is N, then 1");
+    assert_eq!(
+        calls("AssignPrivateIpAddresses") % 2,
+        0,
+        "each try is N, then 1"
+    );
     assert_eq!(calls("CreateNetworkInterface"), 0, "{:?}", r.ec2_calls);
     assert_eq!(r.groups[0].end.pending, 5);
 }

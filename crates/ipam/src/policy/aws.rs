@@ -161,14 +161,27 @@ impl AwsPolicy {
     /// `increaseDatastorePool`: fill the first allocatable ENI, else allocate a new one.
     fn increase(&self, ds: &Datastore, stats: &IpStats, why: String) -> Option<Decision> {
         let t = self.targets(ds, stats);
-        let wanted = self.wanted(ds, &t);
+        self.grow(ds, &t, &[], &why, "every ENI is full")
+    }
+
+    /// The first allocatable ENI not in `skip` gets what the targets want (as much as it has
+    /// room for), else a new ENI when the instance has room for one.
+    fn grow(
+        &self,
+        ds: &Datastore,
+        t: &TargetState,
+        skip: &[String],
+        why: &str,
+        none_left: &str,
+    ) -> Option<Decision> {
+        let wanted = self.wanted(ds, t);
         if wanted == 0 {
             return None;
         }
         let max_cidrs = self.limits.max_cidrs_per_eni();
         if let Some(eni) = ds
             .allocatable_enis(max_cidrs, self.settings.custom_networking)
-            .next()
+            .find(|e| !skip.contains(&e.id))
         {
             let room = max_cidrs - eni.cidrs.len() as u32;
             let count = room.min(wanted);
@@ -184,9 +197,9 @@ impl AwsPolicy {
         if !self.has_room_for_eni(ds) {
             return None;
         }
-        let count = self.new_eni_resources(ds, &t);
+        let count = self.new_eni_resources(ds, t);
         (count > 0).then(|| Decision {
-            reason: format!("{why}; every ENI is full: new ENI with {count}"),
+            reason: format!("{why}; {none_left}: new ENI with {count}"),
             action: Action::AllocateEni {
                 count,
                 kind: self.kind(),
@@ -217,42 +230,18 @@ impl AwsPolicy {
                 None
             }
             AssignFailure::Insufficient => {
-                let stats = ds.stats(now);
-                let t = self.targets(ds, &stats);
-                let wanted = self.wanted(ds, &t);
-                let max_cidrs = self.limits.max_cidrs_per_eni();
-                if let Some(eni) = ds
-                    .allocatable_enis(max_cidrs, self.settings.custom_networking)
-                    .find(|e| !tried.contains(&e.id))
-                {
-                    let room = max_cidrs - eni.cidrs.len() as u32;
-                    let count = room.min(wanted.max(1));
-                    return Some(Decision {
-                        reason: format!(
-                            "subnet of {} is out of addresses (ENABLE_SUBNET_DISCOVERY): {} has room for {room}: assign {count}",
-                            tried.last().map_or("the last ENI", String::as_str),
-                            eni.id
-                        ),
-                        action: Action::AssignToEni {
-                            eni: eni.id.clone(),
-                            count,
-                            kind: self.kind(),
-                        },
-                    });
-                }
-                if !self.has_room_for_eni(ds) {
-                    return None;
-                }
-                let count = self.new_eni_resources(ds, &t);
-                (count > 0).then(|| Decision {
-                    reason: format!(
-                        "every ENI's subnet is out of addresses (ENABLE_SUBNET_DISCOVERY): new ENI with {count} in another eligible subnet"
-                    ),
-                    action: Action::AllocateEni {
-                        count,
-                        kind: self.kind(),
-                    },
-                })
+                let t = self.targets(ds, &ds.stats(now));
+                let why = format!(
+                    "the subnet of {} is out of addresses (ENABLE_SUBNET_DISCOVERY)",
+                    tried.last().map_or("the last ENI", String::as_str)
+                );
+                self.grow(
+                    ds,
+                    &t,
+                    tried,
+                    &why,
+                    "no other ENI has room: another eligible subnet",
+                )
             }
         }
     }

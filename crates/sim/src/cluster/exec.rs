@@ -13,7 +13,7 @@ use vpc_cni_ipam::policy::PoolPolicy;
 use vpc_cni_ipam::{Action, AssignFailure, CidrKind, EniSpec, NodeState, Time};
 
 use super::{CYCLE, Cluster, Event};
-use crate::discovery::{SubnetView, eligible};
+use crate::discovery::candidates;
 use crate::error::Ec2ErrorCode;
 
 /// Addresses (and maybe a new ENI) that reach the datastore when an action completes.
@@ -180,27 +180,11 @@ impl Cluster {
         }
     }
 
-    /// Subnets a new ENI of node `n` may go to, in order: with subnet discovery the eligible
-    /// subnets of the node's AZ, most free first; without it the node's subnet.
+    /// Subnets a new ENI of node `n` may go to, in order (spec c.5).
     fn candidate_subnets(&self, n: u32) -> Vec<String> {
         let node = &self.nodes[n as usize];
-        let primary = self.groups[node.group as usize].subnet.clone();
-        if !node.policy.settings().subnet_discovery {
-            return vec![primary];
-        }
-        let az = self.vpc.subnets.get(&primary).map(|s| s.az.clone());
-        let views: Vec<SubnetView> = self
-            .vpc
-            .subnets
-            .values()
-            .filter(|s| Some(&s.az) == az.as_ref())
-            .map(|s| SubnetView {
-                id: s.id.clone(),
-                free: s.free_addresses(),
-                tags: s.tags.clone(),
-            })
-            .collect();
-        eligible(&views, &primary, None)
+        let primary = &self.groups[node.group as usize].subnet;
+        candidates(&self.vpc, primary, node.policy.settings().subnet_discovery)
     }
 
     fn allocate(&mut self, n: u32, count: u32, kind: CidrKind) {
