@@ -18,8 +18,8 @@ use vpc_cni_proto::vpccni::pod_addresses_server::PodAddressesServer;
 
 use crate::checkpoint::{CheckpointError, CheckpointFile, restore};
 use crate::config::DaemonConfig;
+use crate::host::{HostOwners, NetlinkHost, NoHost};
 use crate::metrics::Metrics;
-use crate::owners::{HostOwners, NetlinkHost, NoHost};
 use crate::rpc::Service;
 use crate::state::{Node, Shared};
 use crate::{http, pool};

@@ -2,9 +2,11 @@
 //! checkpoint, runs the warm-pool loop of the `ipam` brain against a [`vpc_cni_cloud::Cloud`]
 //! backend, and exposes metrics and introspection.
 
+pub mod calls;
 pub mod checkpoint;
 pub mod config;
 pub mod daemon;
+pub mod host;
 pub mod hostnet;
 pub mod http;
 pub mod metrics;

@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 use ipnet::Ipv4Net;
 use vpc_cni_cloud::{Cloud, CloudError, ErrorKind, Interface};
 use vpc_cni_ipam::policy::PoolPolicy;
-use vpc_cni_ipam::{Action, AssignFailure, CidrKind, EniSpec, NodeState};
+use vpc_cni_ipam::{Action, AssignFailure, CidrKind, NodeState};
 
+use crate::calls::{eni_spec, timed};
 use crate::state::{Shared, now};
 
 /// Run forever (until the task is dropped): a pool cycle every period, and a reconciliation
@@ -84,28 +85,6 @@ fn split(count: u32, kind: CidrKind) -> (u32, u32) {
     }
 }
 
-/// Run one cloud call and record its latency in `awscni_aws_api_latency_ms` (`status` is "200",
-/// or the AWS error code: the Cloud trait does not carry HTTP statuses).
-pub(crate) async fn timed<C: Cloud, T>(
-    s: &Shared<C>,
-    api: &'static str,
-    call: impl std::future::Future<Output = Result<T, CloudError>>,
-) -> Result<T, CloudError> {
-    let started = std::time::Instant::now();
-    let r = call.await;
-    let status = r.as_ref().err().map_or("200", |e| e.code.as_str());
-    s.metrics.observe(
-        "awscni_aws_api_latency_ms",
-        &[
-            ("api", api),
-            ("error", if r.is_err() { "true" } else { "false" }),
-            ("status", status),
-        ],
-        started.elapsed().as_secs_f64() * 1e3,
-    );
-    r
-}
-
 fn record_error<C: Cloud>(s: &Shared<C>, api: &'static str, f: &'static str, e: &CloudError) {
     s.metrics.inc("awscni_ec2api_error_count", &[("fn", api)]);
     s.metrics.inc(
@@ -146,24 +125,6 @@ fn add_addresses<C: Cloud>(s: &Shared<C>, eni: &str, ips: &[Ipv4Addr], prefixes:
     }
     for p in prefixes {
         let _ = node.ds.add_cidr(eni, *p, true);
-    }
-}
-
-/// The datastore record of an attached interface (device 0 is the primary, in the main table;
-/// device N uses route table N + 1).
-pub(crate) fn eni_spec(i: &Interface) -> EniSpec {
-    EniSpec {
-        id: i.id.clone(),
-        device_number: i.device_number,
-        is_primary: i.device_number == 0,
-        subnet_id: i.subnet_id.clone(),
-        route_table_id: if i.device_number == 0 {
-            254
-        } else {
-            i.device_number + 1
-        },
-        primary_ip: Some(i.primary_ip),
-        ..EniSpec::default()
     }
 }
 

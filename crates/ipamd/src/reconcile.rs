@@ -37,7 +37,7 @@ pub async fn classify<C: Cloud>(
     s: &Shared<C>,
     attached: &[Interface],
 ) -> Result<Vec<Interface>, CloudError> {
-    let classes = crate::pool::timed(
+    let classes = crate::calls::timed(
         s,
         "DescribeNetworkInterfaces",
         s.cloud.manage_enis(attached),
@@ -136,7 +136,8 @@ pub async fn with_ec2_truth<C: Cloud>(s: &Shared<C>, attached: Vec<Interface>) -
             out.push(i);
             continue;
         };
-        match crate::pool::timed(s, "DescribeNetworkInterfaces", s.cloud.eni_addresses(&i.id)).await
+        match crate::calls::timed(s, "DescribeNetworkInterfaces", s.cloud.eni_addresses(&i.id))
+            .await
         {
             Ok((ips, prefixes)) => {
                 i.secondary_ips = ips;
@@ -203,7 +204,7 @@ pub fn reconcile<C: Cloud>(s: &Shared<C>, attached: &[Interface]) -> Changes {
     for i in attached {
         let want = shown(i);
         if node.ds.eni(&i.id).is_none() {
-            let spec = crate::pool::eni_spec(i);
+            let spec = crate::calls::eni_spec(i);
             let _ = node.ds.add_eni(spec, t);
             ch.enis_added += 1;
             s.metrics
@@ -261,7 +262,7 @@ pub async fn mark_excluded<C: Cloud>(s: &Shared<C>) {
         v.dedup();
         v
     };
-    let excluded = match crate::pool::timed(
+    let excluded = match crate::calls::timed(
         s,
         "DescribeSubnets",
         s.cloud.excluded_subnets(&subnets),

@@ -51,7 +51,7 @@ pub struct Shared<C: Cloud> {
     /// Attached ENIs ipamd leaves alone (spec c.7), as EC2's tags said when last read.
     pub unmanaged: Mutex<std::collections::BTreeSet<String>>,
     /// The host's pod routes (who really uses an address).
-    pub host: Box<dyn crate::owners::HostOwners>,
+    pub host: Box<dyn crate::host::HostOwners>,
 }
 
 impl<C: Cloud> Shared<C> {
@@ -65,11 +65,7 @@ impl<C: Cloud> Shared<C> {
         let st = node.ds.stats(now());
         let m = &self.metrics;
         m.set("awscni_eni_allocated", &[], node.ds.enis().len() as f64);
-        m.set(
-            "awscni_held_ip_addresses",
-            &[],
-            crate::owners::held_count(&node.ds) as f64,
-        );
+        m.set("awscni_held_ip_addresses", &[], node.ds.held_count() as f64);
         m.set("awscni_total_ip_addresses", &[], f64::from(st.total_ips));
         m.set(
             "awscni_assigned_ip_addresses",

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use vpc_cni_cloud::{Cloud, CloudError, InstanceMeta, Interface, SimCloud};
-use vpc_cni_ipamd::owners::NoHost;
+use vpc_cni_ipamd::host::NoHost;
 use vpc_cni_ipamd::{DaemonConfig, init_with_host, pool};
 use vpc_cni_limits::LimitsTable;
 

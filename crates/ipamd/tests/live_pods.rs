@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tonic::Request;
 use vpc_cni_cloud::{Cloud, SimCloud};
 use vpc_cni_ipam::{HOST_HELD_NETWORK, IpamKey, Time};
-use vpc_cni_ipamd::owners::{FakeHost, HostOwners};
+use vpc_cni_ipamd::host::{BoxFut, FakeHost, HostOwners};
 use vpc_cni_ipamd::rpc::Service;
 use vpc_cni_ipamd::state::Shared;
 use vpc_cni_ipamd::{DaemonConfig, init_with_host, pool};
@@ -25,15 +25,10 @@ use vpc_cni_proto::vpccni::pod_addresses_server::PodAddresses;
 struct Host(Arc<FakeHost>);
 
 impl HostOwners for Host {
-    fn live(
-        &self,
-    ) -> vpc_cni_ipamd::owners::BoxFut<'_, Result<BTreeMap<Ipv4Addr, String>, String>> {
+    fn live(&self) -> BoxFut<'_, Result<BTreeMap<Ipv4Addr, String>, String>> {
         self.0.live()
     }
-    fn owner(
-        &self,
-        ip: Ipv4Addr,
-    ) -> vpc_cni_ipamd::owners::BoxFut<'_, Result<Option<String>, String>> {
+    fn owner(&self, ip: Ipv4Addr) -> BoxFut<'_, Result<Option<String>, String>> {
         self.0.owner(ip)
     }
 }
@@ -254,7 +249,7 @@ async fn routed_addresses_without_an_owner_are_held_until_their_route_goes() {
     host.unroute(first);
     host.unroute(next);
     vpc_cni_ipamd::owners::sweep(&s).await;
-    assert_eq!(vpc_cni_ipamd::owners::held_count(&s.lock().ds), 0);
+    assert_eq!(s.lock().ds.held_count(), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

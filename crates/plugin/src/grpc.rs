@@ -12,7 +12,21 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use tonic::{Code, Status};
 
-use crate::ipamd::IpamdError;
+/// Why a call to ipamd failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IpamdError {
+    /// The socket could not be reached.
+    #[error("ipamd is unreachable at {socket}: {reason}")]
+    Unreachable {
+        /// The socket path.
+        socket: String,
+        /// The connect error.
+        reason: String,
+    },
+    /// The daemon answered with a gRPC error.
+    #[error("rpc error: code = {:?} desc = {}", .0.code(), .0.message())]
+    Rpc(tonic::Status),
+}
 
 /// How long to wait for the socket to accept.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

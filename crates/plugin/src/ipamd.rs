@@ -10,21 +10,7 @@ use vpc_cni_proto::vpccni::{CheckNetworkReply, CheckNetworkRequest};
 /// Default socket of the daemon.
 pub const DEFAULT_SOCKET: &str = "/var/run/aws-node/ipamd.sock";
 
-/// Why a call to ipamd failed.
-#[derive(Debug, thiserror::Error)]
-pub enum IpamdError {
-    /// The socket could not be reached.
-    #[error("ipamd is unreachable at {socket}: {reason}")]
-    Unreachable {
-        /// The socket path.
-        socket: String,
-        /// The connect error.
-        reason: String,
-    },
-    /// The daemon answered with a gRPC error.
-    #[error("rpc error: code = {:?} desc = {}", .0.code(), .0.message())]
-    Rpc(tonic::Status),
-}
+pub use crate::grpc::IpamdError;
 
 /// What the command logic asks of ipamd.
 #[allow(async_fn_in_trait)]

@@ -68,6 +68,15 @@ impl Datastore {
         self.held.iter().map(|(ip, h)| (*ip, h))
     }
 
+    /// Addresses held for live pods: aside, or assigned under a [`HOST_HELD_NETWORK`] key.
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+            + self
+                .assignments()
+                .filter(|(k, _, _)| k.network_name == HOST_HELD_NETWORK)
+                .count()
+    }
+
     /// Whether `ip` belongs to a pod the datastore knows (assigned, or kept aside).
     pub fn is_owned(&self, ip: Ipv4Addr) -> bool {
         self.held.contains_key(&ip)
