@@ -90,22 +90,21 @@ pub struct Args {
 /// Log to `AWS_VPC_K8S_CNI_LOG_FILE`, else `default_file`. HTTP/2 and gRPC transport internals
 /// stay at INFO whatever the level: at DEBUG they were five lines of frames per request.
 fn init_logging(default_file: &str) -> anyhow::Result<()> {
-    let level = std::env::var("AWS_VPC_K8S_CNI_LOGLEVEL")
-        .unwrap_or_else(|_| "DEBUG".into())
-        .to_lowercase();
+    let raw = std::env::var("AWS_VPC_K8S_CNI_LOGLEVEL").unwrap_or_else(|_| "DEBUG".into());
+    let level = raw.to_lowercase();
     if !matches!(
         level.as_str(),
         "trace" | "debug" | "info" | "warn" | "error"
     ) {
         anyhow::bail!(
-            "invalid AWS_VPC_K8S_CNI_LOGLEVEL={level:?}: expected DEBUG, INFO, WARN or ERROR (any case)"
+            "invalid AWS_VPC_K8S_CNI_LOGLEVEL={raw:?}: expected DEBUG, INFO, WARN or ERROR (any case)"
         );
     }
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
         "{level},h2=info,hyper=info,hyper_util=info,tonic=info,tower=info"
     ))
     .with_context(|| {
-        format!("invalid AWS_VPC_K8S_CNI_LOGLEVEL={level:?}: expected DEBUG, INFO, WARN or ERROR")
+        format!("invalid AWS_VPC_K8S_CNI_LOGLEVEL={raw:?}: expected DEBUG, INFO, WARN or ERROR")
     })?;
     let dest =
         std::env::var("AWS_VPC_K8S_CNI_LOG_FILE").unwrap_or_else(|_| default_file.to_string());
@@ -195,7 +194,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(p) = &state {
         tracing::info!(path = %p.display(), "simulated VPC state (--sim-state; --sim-ephemeral keeps none)");
     }
-    rt.block_on(async move {
+    let r = rt.block_on(async move {
         let cloud = SimCloud::launch_with_state(
             &instance,
             args.subnet,
@@ -207,7 +206,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
         vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
         Ok(())
-    })
+    });
+    // A gRPC connection kept open past the shutdown grace must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    r
 }
 
 /// `--cloud aws`: the daemon over EC2 and IMDS, with the hourly leak sweep.
@@ -217,19 +219,21 @@ fn run_aws(
     cfg: DaemonConfig,
     table: vpc_cni_limits::LimitsTable,
 ) -> anyhow::Result<()> {
-    let opts = aws_options()?;
-    rt.block_on(async move {
+    let opts = aws_options(&cfg)?;
+    let r = rt.block_on(async move {
             let cloud = vpc_cni_aws::AwsCloud::connect(opts)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
                 .context("connecting to EC2 and IMDS (AWS_ENDPOINT_URL_EC2 / AWS_EC2_METADATA_SERVICE_ENDPOINT move them)")?;
-            if !std::env::var("DISABLE_LEAKED_ENI_CLEANUP").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+            if !cfg.disable_leaked_eni_cleanup {
                 tokio::spawn(leak_sweep_loop(cloud.clone()));
             }
             let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
             vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
             Ok(())
-    })
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    r
 }
 
 #[cfg(feature = "aws")]
@@ -267,7 +271,7 @@ async fn leak_sweep_loop(cloud: vpc_cni_aws::AwsCloud) {
 /// `CLUSTER_NAME`, `ADDITIONAL_ENI_TAGS` (a JSON object of strings; keys containing
 /// `k8s.amazonaws.com` are dropped as upstream does), `ENABLE_SUBNET_DISCOVERY`,
 /// `MANAGE_UNTAGGED_ENI`.
-fn aws_options() -> anyhow::Result<vpc_cni_aws::AwsOptions> {
+fn aws_options(cfg: &DaemonConfig) -> anyhow::Result<vpc_cni_aws::AwsOptions> {
     let mut additional_tags: std::collections::BTreeMap<String, String> =
         match std::env::var("ADDITIONAL_ENI_TAGS") {
             Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v).with_context(|| {
@@ -282,13 +286,14 @@ fn aws_options() -> anyhow::Result<vpc_cni_aws::AwsOptions> {
         }
         keep
     });
-    let off = |var: &str| std::env::var(var).is_ok_and(|v| v.eq_ignore_ascii_case("false"));
+    // One parser for every variable (Go's ParseBool spellings, strict): the same values the
+    // pool and the sweep see.
     Ok(vpc_cni_aws::AwsOptions {
-        cluster_name: std::env::var("CLUSTER_NAME").ok().filter(|c| !c.is_empty()),
+        cluster_name: cfg.cluster_name.clone(),
         additional_tags,
         max_attempts: 10,
-        subnet_discovery: !off("ENABLE_SUBNET_DISCOVERY"),
-        manage_untagged: !off("MANAGE_UNTAGGED_ENI"),
+        subnet_discovery: cfg.settings.subnet_discovery,
+        manage_untagged: cfg.manage_untagged_eni,
     })
 }
 

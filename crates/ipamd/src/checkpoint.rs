@@ -89,8 +89,62 @@ impl CheckpointFile {
         }
     }
 
-    /// Read it; a missing file is an empty checkpoint (fresh node).
+    fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
+    fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "ipam.json".into())
+    }
+
+    /// Remove the temporary files of writes a crash interrupted (`<name>.tmp<pid>`); returns
+    /// how many went.
+    pub fn clean_temp_files(&self) -> usize {
+        let prefix = format!("{}.tmp", self.name());
+        let Ok(entries) = std::fs::read_dir(self.dir()) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.strip_prefix(&prefix)
+                    .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+
+    /// Copy the file as it is now to `<name>.bak` (before the daemon rewrites it at start, so
+    /// entries restore dropped can be recovered by hand). `None` when there is no file.
+    pub fn backup(&self) -> Result<Option<PathBuf>, CheckpointError> {
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let bak = self.dir().join(format!("{}.bak", self.name()));
+        std::fs::copy(&self.path, &bak).map_err(|e| self.io(e))?;
+        Ok(Some(bak))
+    }
+
+    /// Read it; a missing file is an empty checkpoint (fresh node). A symlink whose target is
+    /// missing is an error, not a fresh node (the assignments are somewhere else).
     pub fn read(&self) -> Result<CheckpointData, CheckpointError> {
+        if let Ok(m) = std::fs::symlink_metadata(&self.path)
+            && m.file_type().is_symlink()
+            && !self.path.exists()
+        {
+            let target = std::fs::read_link(&self.path).unwrap_or_default();
+            return Err(CheckpointError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("a symlink to {}, which does not exist", target.display()),
+            });
+        }
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -123,17 +177,9 @@ impl CheckpointFile {
         let data = CheckpointData::from_datastore(ds);
         let mut body = serde_json::to_vec(&data).expect("checkpoint serialises");
         body.push(b'\n');
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = self.dir();
         std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "ipam.json".into());
+        let name = self.name();
         let tmp = dir.join(format!("{name}.tmp{}", std::process::id()));
         let mut f = std::fs::File::create(&tmp).map_err(|e| self.io(e))?;
         f.write_all(&body).map_err(|e| self.io(e))?;

@@ -32,7 +32,7 @@ pub struct DaemonConfig {
     pub introspection: Option<SocketAddr>,
     /// `AWS_VPC_K8S_CNI_EXTERNALSNAT`.
     pub external_snat: bool,
-    /// `AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS` (invalid entries skipped, as upstream).
+    /// `AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS` (an invalid entry is an error naming it).
     pub exclude_snat_cidrs: Vec<Ipv4Net>,
     /// `NETWORK_POLICY_ENFORCING_MODE` (`""` when unset).
     pub network_policy_mode: String,
@@ -54,7 +54,25 @@ pub struct DaemonConfig {
     pub host_network: bool,
     /// The cloud is simulated: create links standing in for its ENIs first.
     pub sim_links: bool,
+    /// `CLUSTER_NAME` (`None` when unset or blank).
+    pub cluster_name: Option<String>,
+    /// `MANAGE_UNTAGGED_ENI` (default true).
+    pub manage_untagged_eni: bool,
+    /// `DISABLE_LEAKED_ENI_CLEANUP` (default false).
+    pub disable_leaked_eni_cleanup: bool,
 }
+
+/// Upstream modes this daemon does not implement yet: starting as a plain IPv4 node under them
+/// would silently do something else, so each refuses to start naming the variable.
+pub const NOT_YET: &[(&str, &str)] = &[
+    ("ENABLE_IPv6", "IPv6 mode"),
+    ("ENABLE_MULTI_NIC", "multi-NIC pods"),
+    (
+        "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG",
+        "custom networking (ENIConfig)",
+    ),
+    ("ENABLE_POD_ENI", "security groups for pods (branch ENIs)"),
+];
 
 /// Host networking settings from the upstream variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +120,7 @@ impl HostSettings {
         if !(576..=9001).contains(&eni_mtu) {
             return Err(SettingsError::Invalid {
                 var: "AWS_VPC_ENI_MTU".into(),
-                value: eni_mtu.to_string(),
+                value: r.raw("AWS_VPC_ENI_MTU").unwrap_or_default(),
                 expected: "an MTU from 576 to 9001".into(),
             });
         }
@@ -125,23 +143,37 @@ impl HostSettings {
         let veth_prefix = r
             .raw("AWS_VPC_K8S_CNI_VETHPREFIX")
             .unwrap_or_else(|| "eni".into());
+        let name_chars = veth_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if veth_prefix.is_empty()
             || veth_prefix.len() > 4
+            || !name_chars
             || matches!(veth_prefix.as_str(), "eth" | "lo" | "vlan")
         {
             return Err(SettingsError::Invalid {
                 var: "AWS_VPC_K8S_CNI_VETHPREFIX".into(),
                 value: veth_prefix,
-                expected: "1 to 4 characters, not eth, lo or vlan".into(),
+                expected: "1 to 4 characters of A-Z a-z 0-9 _ - . (an interface name prefix), not eth, lo or vlan".into(),
             });
         }
+        let randomize = match r.raw("AWS_VPC_K8S_CNI_RANDOMIZESNAT").as_deref() {
+            None | Some("prng") => vpc_cni_dataplane::snat::Randomize::Prng,
+            Some("hashrandom") => vpc_cni_dataplane::snat::Randomize::HashRandom,
+            Some("none") => vpc_cni_dataplane::snat::Randomize::None,
+            Some(other) => {
+                return Err(SettingsError::Invalid {
+                    var: "AWS_VPC_K8S_CNI_RANDOMIZESNAT".into(),
+                    value: other.into(),
+                    expected: "prng (default), hashrandom or none".into(),
+                });
+            }
+        };
         Ok(HostSettings {
             eni_mtu,
             node_port_support: r.boolean("AWS_VPC_CNI_NODE_PORT_SUPPORT", true)?,
             connmark,
-            randomize: vpc_cni_dataplane::snat::Randomize::parse(
-                &r.raw("AWS_VPC_K8S_CNI_RANDOMIZESNAT").unwrap_or_default(),
-            ),
+            randomize,
             veth_prefix,
             external_service_cidrs: cidr_list(r, "AWS_EXTERNAL_SERVICE_CIDRS")?,
         })
@@ -214,10 +246,18 @@ impl DaemonConfig {
                 expected: "none, strict or standard (invalid Network policy mode)".into(),
             });
         }
-        let exclude = r
-            .raw("AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS")
-            .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
-            .unwrap_or_default();
+        for (var, what) in NOT_YET {
+            if r.boolean(var, false)? {
+                return Err(SettingsError::Invalid {
+                    var: var.to_string(),
+                    value: r.raw(var).unwrap_or_default(),
+                    expected: format!(
+                        "false: {what} is not implemented by this daemon yet (it would run as a plain IPv4 node)"
+                    ),
+                });
+            }
+        }
+        let exclude = cidr_list(&r, "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS")?;
         let env_snapshot = IPAMD_ENV
             .iter()
             .chain(NETWORK_ENV)
@@ -245,6 +285,9 @@ impl DaemonConfig {
             host: HostSettings::from_reader(&r)?,
             host_network: false,
             sim_links: false,
+            cluster_name: r.raw("CLUSTER_NAME"),
+            manage_untagged_eni: r.boolean("MANAGE_UNTAGGED_ENI", true)?,
+            disable_leaked_eni_cleanup: r.boolean("DISABLE_LEAKED_ENI_CLEANUP", false)?,
         })
     }
 }

@@ -31,10 +31,10 @@ pub enum DaemonError {
     #[error("cloud: {0}")]
     Cloud(#[from] CloudError),
     /// The instance type is unknown.
-    #[error("{0}")]
+    #[error(transparent)]
     Limits(#[from] LimitsError),
     /// The checkpoint cannot be used.
-    #[error("{0}")]
+    #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     /// A socket or listener failed.
     #[error("{what}: {source}")]
@@ -52,16 +52,24 @@ pub enum DaemonError {
     Grpc(#[from] tonic::transport::Error),
 }
 
+/// How long in-flight gRPC calls may run after SIGTERM.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
     let what = what.into();
     move |source| DaemonError::Io { what, source }
 }
 
-/// Bind the gRPC unix socket: parent directory 0755, stale socket removed, socket mode 0660.
+/// Bind the gRPC unix socket: a missing parent directory is created 0755 (an existing one is
+/// never touched: it may be a shared directory such as /tmp), a stale socket removed, the
+/// socket mode 0660.
 pub fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o755)
+            .create(dir)
+            .map_err(io(format!("creating {}", dir.display())))?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -152,7 +160,19 @@ pub async fn init_with_host<C: Cloud>(
     }
     pool::load_interfaces(&shared, &interfaces);
     crate::reconcile::mark_excluded(&shared).await;
+    let stale = shared.checkpoint.clean_temp_files();
+    if stale > 0 {
+        tracing::warn!(
+            files = stale,
+            "removed temporary checkpoint files of interrupted writes"
+        );
+    }
     let data = shared.checkpoint.read()?;
+    if !data.allocations.is_empty()
+        && let Some(bak) = shared.checkpoint.backup()?
+    {
+        tracing::info!(backup = %bak.display(), entries = data.allocations.len(), "checkpoint backed up before it is rewritten");
+    }
     let r = {
         let mut node = shared.lock();
         restore(&mut node.ds, &data, shared.checkpoint.path())?
@@ -218,18 +238,27 @@ pub async fn serve<C: Cloud>(
     shared.terminating.store(true, Ordering::SeqCst);
     tracing::info!("shutting down: no new requests");
     let _ = stop_tx.send(());
-    let result = tokio::task::spawn_blocking(move || grpc.join())
-        .await
-        .map_err(|e| DaemonError::Io {
+    // In-flight calls get a bounded grace (upstream's pod has 10 s); a client that holds the
+    // socket open without speaking does not keep the daemon alive.
+    let joined = tokio::time::timeout(
+        SHUTDOWN_GRACE,
+        tokio::task::spawn_blocking(move || grpc.join()),
+    )
+    .await;
+    let result = match joined {
+        Ok(Ok(Ok(r))) => r,
+        Ok(_) => Err(DaemonError::Io {
             what: "gRPC thread".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?
-        .unwrap_or_else(|_| {
-            Err(DaemonError::Io {
-                what: "gRPC thread".into(),
-                source: std::io::Error::other("panicked"),
-            })
-        });
+            source: std::io::Error::other("panicked"),
+        }),
+        Err(_) => {
+            tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "connections still open after the grace period; exiting without them"
+            );
+            Ok(())
+        }
+    };
     pool_task.abort();
     for t in http_tasks {
         t.abort();

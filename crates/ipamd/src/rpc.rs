@@ -127,6 +127,71 @@ impl<C: Cloud> Service<C> {
     }
 }
 
+/// Refuse what neither the CNI spec nor Kubernetes can produce, so a hostile or broken client
+/// cannot store (and rewrite into every later checkpoint) megabytes per entry: container IDs of
+/// up to 256 characters of `[A-Za-z0-9_.-]` (runtimes use 64 hex digits), network names of up
+/// to 253 such characters, interface names of up to 15 bytes without `/` or whitespace (the
+/// kernel's limit), pod names of up to 253 and namespaces of up to 63 bytes.
+fn check_key(
+    call: &str,
+    network: &str,
+    container: &str,
+    if_name: &str,
+    namespace: &str,
+    pod: &str,
+) -> Result<(), Status> {
+    let plain = |v: &str| {
+        v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    };
+    let checks: [(&str, &str, usize, bool, &str); 5] = [
+        (
+            "ContainerID",
+            container,
+            256,
+            plain(container),
+            "[A-Za-z0-9_.-]",
+        ),
+        (
+            "NetworkName",
+            network,
+            253,
+            plain(network),
+            "[A-Za-z0-9_.-]",
+        ),
+        (
+            "IfName",
+            if_name,
+            15,
+            !if_name
+                .bytes()
+                .any(|b| b == b'/' || b.is_ascii_whitespace()),
+            "no '/' or whitespace",
+        ),
+        ("K8S_POD_NAMESPACE", namespace, 63, true, ""),
+        ("K8S_POD_NAME", pod, 253, true, ""),
+    ];
+    for (name, v, max, chars_ok, rule) in checks {
+        let required = !name.starts_with("K8S");
+        if required && v.is_empty() {
+            return Err(Status::invalid_argument(format!("{call}: {name} is empty")));
+        }
+        if v.len() > max {
+            return Err(Status::invalid_argument(format!(
+                "{call}: {name} is {} bytes long; at most {max}",
+                v.len()
+            )));
+        }
+        if !chars_ok {
+            return Err(Status::invalid_argument(format!(
+                "{call}: {name} {:?} has characters outside {rule}",
+                v.chars().take(64).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn key(network: &str, container: &str, if_name: &str) -> IpamKey {
     IpamKey::new(network, container, if_name)
 }
@@ -192,17 +257,14 @@ impl<C: Cloud> Service<C> {
         if s.terminating.load(Ordering::SeqCst) {
             return Err(Status::unavailable("ipamd is shutting down"));
         }
-        for (name, v) in [
-            ("ContainerID", &r.container_id),
-            ("IfName", &r.if_name),
-            ("NetworkName", &r.network_name),
-        ] {
-            if v.is_empty() {
-                return Err(Status::invalid_argument(format!(
-                    "AddNetwork: {name} is empty"
-                )));
-            }
-        }
+        check_key(
+            "AddNetwork",
+            &r.network_name,
+            &r.container_id,
+            &r.if_name,
+            &r.k8s_pod_namespace,
+            &r.k8s_pod_name,
+        )?;
         if r.requires_multi_nic_attachment {
             return Err(Status::invalid_argument(
                 "AddNetwork: multi-NIC attachment requested but ENABLE_MULTI_NIC is not enabled",
@@ -238,6 +300,14 @@ impl<C: Cloud> Service<C> {
 
     fn del_inner(&self, r: &DelNetworkRequest) -> Result<DelNetworkReply, Status> {
         self.check_version(&r.client_version)?;
+        check_key(
+            "DelNetwork",
+            &r.network_name,
+            &r.container_id,
+            &r.if_name,
+            &r.k8s_pod_namespace,
+            &r.k8s_pod_name,
+        )?;
         let s = &self.shared;
         s.metrics
             .inc("awscni_del_ip_req_count", &[("reason", r.reason.as_str())]);
@@ -302,6 +372,14 @@ impl<C: Cloud> vpccni::pod_addresses_server::PodAddresses for Service<C> {
     ) -> Result<Response<CheckNetworkReply>, Status> {
         let r = request.into_inner();
         self.check_version(&r.client_version)?;
+        check_key(
+            "CheckNetwork",
+            &r.network_name,
+            &r.container_id,
+            &r.if_name,
+            "",
+            "",
+        )?;
         let k = key(&r.network_name, &r.container_id, &r.if_name);
         let node = self.shared.lock();
         let ip = node

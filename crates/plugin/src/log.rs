@@ -1,5 +1,7 @@
 //! The plugin's log: JSON lines appended to the conflist's `pluginLogFile` (stderr when it is
-//! empty or `stderr`), filtered by `pluginLogLevel`. Never stdout: that belongs to the runtime.
+//! empty, `stderr` or `stdout`), filtered by `pluginLogLevel`. Never stdout: that belongs to the
+//! runtime, which parses the result there; `stdout` (upstream's spelling for "the console")
+//! therefore means stderr, and no file of that name is created in the runtime's directory.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -40,7 +42,7 @@ impl Logger {
     /// A logger for the conflist's `pluginLogFile` / `pluginLogLevel`.
     pub fn new(file: &str, level: &str) -> Logger {
         let path = match file {
-            "" | "stderr" => None,
+            "" | "stderr" | "stdout" => None,
             f => Some(f.to_string()),
         };
         Logger {
@@ -51,6 +53,11 @@ impl Logger {
                 Level::parse(level)
             },
         }
+    }
+
+    /// The file lines go to (`None`: stderr).
+    pub fn file(&self) -> Option<&str> {
+        self.path.as_deref()
     }
 
     /// Write one line (failures to log are ignored: the pod matters more than its log).
@@ -77,5 +84,21 @@ impl Logger {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_spellings_never_make_a_file() {
+        for f in ["", "stderr", "stdout"] {
+            assert_eq!(Logger::new(f, "Debug").file(), None, "{f:?}");
+        }
+        assert_eq!(
+            Logger::new("/x/plugin.log", "").file(),
+            Some("/x/plugin.log")
+        );
     }
 }

@@ -9,7 +9,12 @@ fn main() -> ExitCode {
     } else {
         aws_cni::read_stdin()
     };
-    let out = aws_cni::run(&|k| std::env::var(k).ok(), &stdin);
+    // Invalid UTF-8 is passed on (lossily) so it is reported as an invalid value, not as a
+    // missing variable.
+    let out = aws_cni::run(
+        &|k| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned()),
+        &stdin,
+    );
     let mut so = std::io::stdout().lock();
     let _ = so.write_all(out.stdout.as_bytes());
     let _ = so.flush();
