@@ -125,6 +125,11 @@ impl Default for Settings {
     }
 }
 
+/// Upper bound of every target and of `MAX_ENI`.
+pub const MAX_TARGET: u32 = 1_000_000;
+/// Upper bound of `IP_COOLDOWN_PERIOD`, seconds.
+pub const MAX_COOLDOWN_S: u64 = 86_400;
+
 /// Reads typed values from a variable lookup, producing [`SettingsError`]s that name the
 /// variable. Shared by every component that reads upstream env vars.
 pub struct EnvReader<F: Fn(&str) -> Option<String>> {
@@ -214,8 +219,31 @@ impl Settings {
         Self::from_lookup(|k| map.get(k).cloned())
     }
 
-    /// The start-up checks upstream applies to these settings.
+    /// The start-up checks upstream applies to these settings, plus bounds: no node holds a
+    /// million addresses, and past that the arithmetic of the targets has no meaning.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        for (var, v) in [
+            (WARM_ENI_TARGET, self.warm_eni_target),
+            (WARM_IP_TARGET, self.warm_ip_target),
+            (MINIMUM_IP_TARGET, self.minimum_ip_target),
+            (WARM_PREFIX_TARGET, self.warm_prefix_target),
+            (MAX_ENI, self.max_eni.unwrap_or(1)),
+        ] {
+            if v > MAX_TARGET {
+                return Err(invalid(
+                    var,
+                    &v.to_string(),
+                    &format!("an integer ≤ {MAX_TARGET} (no node comes near it)"),
+                ));
+            }
+        }
+        if self.ip_cooldown.as_secs() > MAX_COOLDOWN_S {
+            return Err(invalid(
+                IP_COOLDOWN_PERIOD,
+                &self.ip_cooldown.as_secs().to_string(),
+                &format!("seconds ≤ {MAX_COOLDOWN_S} (one day)"),
+            ));
+        }
         if self.prefix_delegation
             && self.warm_ip_target == 0
             && self.warm_prefix_target == 0

@@ -108,7 +108,7 @@ impl AwsPolicy {
         }
         let (target, unit, name) = self.warm_unit();
         let a = stats.available();
-        let low = a < unit * target || (target == 0 && a == 0);
+        let low = a < unit.saturating_mul(target) || (target == 0 && a == 0);
         low.then(|| format!("pool too low: {a} available < {name}={target} × {unit} IPs"))
     }
 
@@ -369,7 +369,11 @@ impl AwsPolicy {
         } else {
             self.settings.warm_eni_target
         };
-        if stats.available() >= (target + 1) * self.limits.max_ips_per_eni {
+        if stats.available()
+            >= target
+                .saturating_add(1)
+                .saturating_mul(self.limits.max_ips_per_eni)
+        {
             return true;
         }
         self.pd()
@@ -384,7 +388,7 @@ impl AwsPolicy {
         let s = &self.settings;
         let round = |n: u32| {
             if self.pd() {
-                div_ceil(i64::from(n), 16) as u32 * 16
+                (div_ceil(i64::from(n), 16) as u32).saturating_mul(16)
             } else {
                 n
             }
