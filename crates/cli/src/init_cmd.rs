@@ -73,7 +73,18 @@ fn install_plugin(args: &Args) -> anyhow::Result<PathBuf> {
     Ok(dst)
 }
 
-fn sysctls(args: &Args) -> anyhow::Result<()> {
+/// A boolean variable in Go's spellings (unset or blank: false).
+fn go_bool_env(var: &str) -> anyhow::Result<bool> {
+    match std::env::var(var).unwrap_or_default().trim() {
+        "" | "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        v => anyhow::bail!(
+            "invalid {var}={v:?}: expected true or false (or 1, t, T, TRUE, True, 0, f, F, FALSE, False)"
+        ),
+    }
+}
+
+fn sysctls(args: &Args, disable_demux: bool) -> anyhow::Result<()> {
     let rp = format!(
         "/proc/sys/net/ipv4/conf/{}/rp_filter",
         args.primary_interface
@@ -89,9 +100,7 @@ fn sysctls(args: &Args) -> anyhow::Result<()> {
     }
     let demux = "/proc/sys/net/ipv4/tcp_early_demux";
     if Path::new(demux).exists() {
-        let off =
-            std::env::var("DISABLE_TCP_EARLY_DEMUX").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-        let v = if off { "0" } else { "1" };
+        let v = if disable_demux { "0" } else { "1" };
         std::fs::write(demux, v).with_context(|| format!("writing {v} to {demux}"))?;
         eprintln!("set {demux} = {v}");
     }
@@ -157,6 +166,9 @@ async fn wait_for_ipamd(args: &Args) -> anyhow::Result<()> {
 
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Every variable is checked before anything is installed or waited for.
+    let mut params = ConflistParams::from_lookup(|k| std::env::var(k).ok())?;
+    let disable_demux = go_bool_env("DISABLE_TCP_EARLY_DEMUX")?;
     let dst = install_plugin(&args)?;
     eprintln!("installed {}", dst.display());
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -165,9 +177,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     rt.block_on(wait_for_ipamd(&args))?;
     // After ipamd is up: with a simulated VPC the primary link is the daemon's own making.
     if !args.skip_sysctls {
-        sysctls(&args)?;
+        sysctls(&args, disable_demux)?;
     }
-    let mut params = ConflistParams::from_lookup(|k| std::env::var(k).ok());
     if args.socket != Path::new("/var/run/aws-node/ipamd.sock") {
         params.ipamd_socket = Some(args.socket.display().to_string());
         // A node of the user's own making (a network namespace on a laptop): the plugin logs

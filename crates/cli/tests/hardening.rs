@@ -305,3 +305,35 @@ fn the_plugin_never_creates_a_file_called_stdout_and_names_bad_commands() {
         "an invalid command is not a missing one: {doc}"
     );
 }
+
+#[test]
+fn init_refuses_bad_variables_before_installing_anything() {
+    for (var, value) in [
+        ("POD_MTU", "abc"),
+        ("AWS_VPC_K8S_CNI_VETHPREFIX", "toolong"),
+        ("ENABLE_BANDWIDTH_PLUGIN", "yes"),
+        ("DISABLE_POD_V6", "yes"),
+        ("DISABLE_TCP_EARLY_DEMUX", "maybe"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+            .args(["init", "--wait-timeout", "1", "--skip-sysctls"])
+            .arg("--cni-bin-dir")
+            .arg(dir.path().join("bin"))
+            .arg("--cni-conf-dir")
+            .arg(dir.path().join("net.d"))
+            .arg("--socket")
+            .arg(dir.path().join("none.sock"))
+            .env(var, value)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{var}: {err}");
+        assert!(err.contains(&format!("{var}={value:?}")), "{err}");
+        assert!(
+            !dir.path().join("bin").exists(),
+            "nothing installed with {var}={value}"
+        );
+        assert!(!dir.path().join("net.d").exists());
+    }
+}

@@ -25,25 +25,104 @@ pub struct ConflistParams {
     pub ipamd_socket: Option<String>,
 }
 
+/// A variable `vpc-cni init` cannot use, with its value and what it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {var}={value:?}: expected {expected}")]
+pub struct ConflistError {
+    /// The variable.
+    pub var: String,
+    /// Its value.
+    pub value: String,
+    /// What it accepts.
+    pub expected: String,
+}
+
+fn bad(var: &str, value: &str, expected: &str) -> ConflistError {
+    ConflistError {
+        var: var.into(),
+        value: value.into(),
+        expected: expected.into(),
+    }
+}
+
+/// Go's `strconv.ParseBool` spellings, as the daemon reads booleans.
+fn go_bool(var: &str, v: &str) -> Result<bool, ConflistError> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(bad(
+            var,
+            v,
+            "true or false (or 1, t, T, TRUE, True, 0, f, F, FALSE, False)",
+        )),
+    }
+}
+
 impl ConflistParams {
-    /// From variables, with upstream defaults.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
-        let set = |k: &str| get(k).filter(|v| !v.is_empty());
-        let yes = |k: &str| set(k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        ConflistParams {
-            veth_prefix: set("AWS_VPC_K8S_CNI_VETHPREFIX").unwrap_or_else(|| "eni".into()),
-            mtu: set("POD_MTU")
-                .or_else(|| set("AWS_VPC_ENI_MTU"))
-                .unwrap_or_else(|| "9001".into()),
-            pod_sg_enforcing_mode: set("POD_SECURITY_GROUP_ENFORCING_MODE")
-                .unwrap_or_else(|| "strict".into()),
+    /// From variables, with upstream defaults, validated as strictly as the daemon validates its
+    /// own: an MTU from 576 to 9001, a veth prefix the kernel and the plugin accept, booleans in
+    /// Go's spellings, a known log level and enforcing mode.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConflistError> {
+        let set = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let flag = |k: &str| set(k).map_or(Ok(false), |v| go_bool(k, &v));
+        let (mtu_var, mtu) = match (set("POD_MTU"), set("AWS_VPC_ENI_MTU")) {
+            (Some(m), _) => ("POD_MTU", m),
+            (None, Some(m)) => ("AWS_VPC_ENI_MTU", m),
+            (None, None) => ("POD_MTU", "9001".to_string()),
+        };
+        if !mtu.bytes().all(|b| b.is_ascii_digit())
+            || !mtu.parse::<u32>().is_ok_and(|m| (576..=9001).contains(&m))
+        {
+            return Err(bad(mtu_var, &mtu, "an MTU from 576 to 9001"));
+        }
+        let veth_prefix = set("AWS_VPC_K8S_CNI_VETHPREFIX").unwrap_or_else(|| "eni".into());
+        let chars_ok = veth_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if veth_prefix.len() > 4
+            || !chars_ok
+            || matches!(veth_prefix.as_str(), "eth" | "lo" | "vlan")
+        {
+            return Err(bad(
+                "AWS_VPC_K8S_CNI_VETHPREFIX",
+                &veth_prefix,
+                "1 to 4 characters of A-Z a-z 0-9 _ - . (an interface name prefix), not eth, lo or vlan",
+            ));
+        }
+        let mode = set("POD_SECURITY_GROUP_ENFORCING_MODE").unwrap_or_else(|| "strict".into());
+        if !matches!(mode.as_str(), "strict" | "standard") {
+            return Err(bad(
+                "POD_SECURITY_GROUP_ENFORCING_MODE",
+                &mode,
+                "strict or standard",
+            ));
+        }
+        let level = set("AWS_VPC_K8S_PLUGIN_LOG_LEVEL").unwrap_or_else(|| "Debug".into());
+        if !matches!(
+            level.to_ascii_lowercase().as_str(),
+            "trace" | "debug" | "info" | "warn" | "error"
+        ) {
+            return Err(bad(
+                "AWS_VPC_K8S_PLUGIN_LOG_LEVEL",
+                &level,
+                "DEBUG, INFO, WARN or ERROR (any case)",
+            ));
+        }
+        Ok(ConflistParams {
+            veth_prefix,
+            mtu,
+            pod_sg_enforcing_mode: mode,
             plugin_log_file: set("AWS_VPC_K8S_PLUGIN_LOG_FILE")
                 .unwrap_or_else(|| "/var/log/aws-routed-eni/plugin.log".into()),
-            plugin_log_level: set("AWS_VPC_K8S_PLUGIN_LOG_LEVEL").unwrap_or_else(|| "Debug".into()),
-            bandwidth: yes("ENABLE_BANDWIDTH_PLUGIN"),
-            disable_pod_v6: yes("DISABLE_POD_V6"),
+            plugin_log_level: level,
+            bandwidth: flag("ENABLE_BANDWIDTH_PLUGIN")?,
+            disable_pod_v6: flag("DISABLE_POD_V6")?,
             ipamd_socket: None,
-        }
+        })
     }
 }
 
@@ -85,7 +164,7 @@ mod tests {
 
     #[test]
     fn defaults_and_options() {
-        let p = ConflistParams::from_lookup(|_| None);
+        let p = ConflistParams::from_lookup(|_| None).unwrap();
         let v = render(&p);
         assert_eq!(v["cniVersion"], "0.4.0");
         assert_eq!(v["disableCheck"], true);
@@ -101,7 +180,8 @@ mod tests {
             "ENABLE_BANDWIDTH_PLUGIN" => Some("true".into()),
             "DISABLE_POD_V6" => Some("TRUE".into()),
             _ => None,
-        });
+        })
+        .unwrap();
         let v = render(&p);
         assert_eq!(v["plugins"][0]["mtu"], "1400", "POD_MTU wins");
         let types: Vec<&str> = v["plugins"]
@@ -111,5 +191,37 @@ mod tests {
             .map(|p| p["type"].as_str().unwrap())
             .collect();
         assert_eq!(types, ["aws-cni", "portmap", "bandwidth", "tuning"]);
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_variable_and_value() {
+        let cases = [
+            ("POD_MTU", "abc", "an MTU from 576 to 9001"),
+            ("AWS_VPC_ENI_MTU", "+3", "an MTU from 576 to 9001"),
+            ("AWS_VPC_K8S_CNI_VETHPREFIX", "toolong", "1 to 4 characters"),
+            ("AWS_VPC_K8S_CNI_VETHPREFIX", "a/b", "1 to 4 characters"),
+            ("ENABLE_BANDWIDTH_PLUGIN", "yes", "true or false"),
+            ("DISABLE_POD_V6", "yes", "true or false"),
+            ("AWS_VPC_K8S_PLUGIN_LOG_LEVEL", "LOUD", "DEBUG, INFO"),
+            (
+                "POD_SECURITY_GROUP_ENFORCING_MODE",
+                "lax",
+                "strict or standard",
+            ),
+        ];
+        for (var, value, want) in cases {
+            let e = ConflistParams::from_lookup(|k| (k == var).then(|| value.to_string()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("{var}={value:?}")) && e.contains(want),
+                "{e}"
+            );
+        }
+        // Go's other spellings count.
+        let p =
+            ConflistParams::from_lookup(|k| (k == "ENABLE_BANDWIDTH_PLUGIN").then(|| "1".into()))
+                .unwrap();
+        assert!(p.bandwidth);
     }
 }
