@@ -59,10 +59,11 @@ pub struct Args {
     checkpoint: Option<PathBuf>,
     /// Metrics listener [env VPC_CNI_METRICS_BIND_ADDRESS; default 0.0.0.0:61678].
     #[arg(long, value_name = "ADDR")]
-    metrics_addr: Option<std::net::SocketAddr>,
-    /// Introspection listener [env INTROSPECTION_BIND_ADDRESS; default 127.0.0.1:61679].
+    metrics_addr: Option<String>,
+    /// Introspection listener: HOST:PORT, localhost:PORT, :PORT or unix:/path [env
+    /// INTROSPECTION_BIND_ADDRESS; default 127.0.0.1:61679].
     #[arg(long, value_name = "ADDR")]
-    introspection_addr: Option<std::net::SocketAddr>,
+    introspection_addr: Option<String>,
     /// Node pod capacity (default: from the instance table).
     #[arg(long)]
     max_pods: Option<u32>,
@@ -152,11 +153,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(p) = args.checkpoint {
         cfg.checkpoint = p;
     }
-    if let Some(a) = args.metrics_addr {
-        cfg.metrics = Some(a);
+    if let Some(a) = &args.metrics_addr {
+        cfg.metrics = Some(vpc_cni_ipamd::config::parse_bind("--metrics-addr", a)?);
     }
-    if let Some(a) = args.introspection_addr {
-        cfg.introspection = Some(a);
+    if let Some(a) = &args.introspection_addr {
+        cfg.introspection = Some(vpc_cni_ipamd::config::parse_bind(
+            "--introspection-addr",
+            a,
+        )?);
     }
     cfg.max_pods = args.max_pods;
     cfg.host_network = args.host_network;

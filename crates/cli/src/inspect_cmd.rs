@@ -2,12 +2,13 @@
 //! addresses, assignments and warm-pool state.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::Value;
+use vpc_cni_ipamd::config::BindAddr;
 
 use crate::common::Output;
 
@@ -15,9 +16,10 @@ use crate::common::Output;
 /// the pool totals, from the daemon's introspection endpoint (/v1/enis).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Introspection address of the daemon.
-    #[arg(long, default_value = "127.0.0.1:61679")]
-    addr: SocketAddr,
+    /// Introspection address of the daemon: HOST:PORT, localhost:PORT or unix:/path (as
+    /// INTROSPECTION_BIND_ADDRESS).
+    #[arg(long, default_value = "127.0.0.1:61679", value_parser = bind_addr)]
+    addr: BindAddr,
     /// Also list every recorded address (assigned or cooling).
     #[arg(long)]
     addresses: bool,
@@ -26,17 +28,44 @@ pub struct Args {
     output: Output,
 }
 
+fn bind_addr(v: &str) -> Result<BindAddr, String> {
+    vpc_cni_ipamd::config::parse_bind("--addr", v).map_err(|e| e.to_string())
+}
+
+/// A connected stream to the daemon's introspection listener.
+trait Conn: Read + Write {
+    fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl Conn for TcpStream {
+    fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, d)
+    }
+}
+
+impl Conn for std::os::unix::net::UnixStream {
+    fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        std::os::unix::net::UnixStream::set_read_timeout(self, d)
+    }
+}
+
 /// GET `path` from `addr` over HTTP/1.0.
-pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-        .with_context(|| {
-            format!(
-                "cannot reach the daemon's introspection endpoint at {addr} (looked for http://{addr}/v1/enis). \
-                 Is `vpc-cni daemon` running, and with this INTROSPECTION_BIND_ADDRESS (see --addr)? \
-                 A daemon inside a network namespace listens there: run inspect in it too \
-                 (`ip netns exec <node> vpc-cni inspect`)"
-            )
-        })?;
+pub fn http_get(addr: &BindAddr, path: &str) -> anyhow::Result<String> {
+    let connected: std::io::Result<Box<dyn Conn>> = match addr {
+        BindAddr::Tcp(a) => TcpStream::connect_timeout(a, Duration::from_secs(3))
+            .map(|s| Box::new(s) as Box<dyn Conn>),
+        BindAddr::Unix(p) => {
+            std::os::unix::net::UnixStream::connect(p).map(|s| Box::new(s) as Box<dyn Conn>)
+        }
+    };
+    let mut s = connected.with_context(|| {
+        format!(
+            "cannot reach the daemon's introspection endpoint at {addr} (looked for {addr}/v1/enis). \
+             Is `vpc-cni daemon` running, and with this INTROSPECTION_BIND_ADDRESS (see --addr)? \
+             A daemon inside a network namespace listens there: run inspect in it too \
+             (`ip netns exec <node> vpc-cni inspect`)"
+        )
+    })?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut text = String::new();
@@ -52,7 +81,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
 
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let body = http_get(args.addr, "/v1/enis")?;
+    let body = http_get(&args.addr, "/v1/enis")?;
     let doc: Value = serde_json::from_str(&body).context("introspection answer is not JSON")?;
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -337,3 +337,51 @@ fn init_refuses_bad_variables_before_installing_anything() {
         assert!(!dir.path().join("net.d").exists());
     }
 }
+
+#[test]
+fn introspection_binds_upstreams_unix_form_and_localhost() {
+    let dir = tempfile::tempdir().unwrap();
+    let intro = dir.path().join("intro.sock");
+    let port = grpc::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+        .args(["daemon", "--sim-latency-scale", "0", "--socket"])
+        .arg(dir.path().join("s.sock"))
+        .arg("--checkpoint")
+        .arg(dir.path().join("ipam.json"))
+        .env("AWS_VPC_K8S_CNI_LOG_FILE", dir.path().join("ipamd.log"))
+        .env(
+            "INTROSPECTION_BIND_ADDRESS",
+            format!("unix:{}", intro.display()),
+        )
+        .env("VPC_CNI_METRICS_BIND_ADDRESS", format!("localhost:{port}"))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.path().join("s.sock").exists() {
+        assert!(Instant::now() < deadline, "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+        .args(["inspect", "--output", "json", "--addr"])
+        .arg(format!("unix:{}", intro.display()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("TotalIPs"), "{text}");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::{Read, Write};
+    write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut m = String::new();
+    s.read_to_string(&mut m).unwrap();
+    assert!(m.contains("awscni_eni_allocated"), "{m}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let (code, err) = daemon_start_error(&[
+        ("DISABLE_INTROSPECTION", "false"),
+        ("INTROSPECTION_BIND_ADDRESS", "unix:relative.sock"),
+    ]);
+    assert!(
+        code == Some(1) && err.contains("unix:/absolute/path"),
+        "{err}"
+    );
+}

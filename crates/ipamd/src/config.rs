@@ -2,6 +2,7 @@
 //! operator may move. Validated at start; a bad value names the variable, value and rule.
 
 use std::net::SocketAddr;
+
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
@@ -27,9 +28,9 @@ pub struct DaemonConfig {
     /// Checkpoint file (`AWS_VPC_K8S_CNI_BACKING_STORE`).
     pub checkpoint: PathBuf,
     /// Metrics listener, `None` when `DISABLE_METRICS=true`.
-    pub metrics: Option<SocketAddr>,
+    pub metrics: Option<BindAddr>,
     /// Introspection listener, `None` when `DISABLE_INTROSPECTION=true`.
-    pub introspection: Option<SocketAddr>,
+    pub introspection: Option<BindAddr>,
     /// `AWS_VPC_K8S_CNI_EXTERNALSNAT`.
     pub external_snat: bool,
     /// `AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS` (an invalid entry is an error naming it).
@@ -200,17 +201,55 @@ pub const NETWORK_ENV: &[&str] = &[
     "AWS_VPC_K8S_CNI_RANDOMIZESNAT",
 ];
 
-fn addr(var: &str, raw: &str) -> Result<SocketAddr, SettingsError> {
-    let fixed = if raw.starts_with(':') {
+/// Where an HTTP listener binds: a TCP address, or a unix socket (`unix:/path`, upstream's form
+/// for `INTROSPECTION_BIND_ADDRESS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindAddr {
+    /// `HOST:PORT` (`localhost` is 127.0.0.1; `:PORT` is every interface).
+    Tcp(SocketAddr),
+    /// `unix:/path`.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindAddr::Tcp(a) => write!(f, "{a}"),
+            BindAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Parse a bind address as `var` gives it: `HOST:PORT`, `localhost:PORT`, `:PORT`,
+/// `unix:/absolute/path`.
+pub fn parse_bind(var: &str, raw: &str) -> Result<BindAddr, SettingsError> {
+    let err = || SettingsError::Invalid {
+        var: var.into(),
+        value: raw.into(),
+        expected:
+            "HOST:PORT (e.g. 127.0.0.1:61679, localhost:61679, :61679) or unix:/absolute/path"
+                .into(),
+    };
+    if let Some(path) = raw.strip_prefix("unix:") {
+        let p = PathBuf::from(path);
+        return if p.is_absolute() && path.len() < 108 {
+            Ok(BindAddr::Unix(p))
+        } else {
+            Err(err())
+        };
+    }
+    let fixed = if let Some(port) = raw.strip_prefix("localhost:") {
+        format!("127.0.0.1:{port}")
+    } else if raw.starts_with(':') {
         format!("0.0.0.0{raw}")
     } else {
         raw.to_string()
     };
-    fixed.parse().map_err(|_| SettingsError::Invalid {
-        var: var.into(),
-        value: raw.into(),
-        expected: "HOST:PORT, e.g. 127.0.0.1:61679".into(),
-    })
+    fixed.parse().map(BindAddr::Tcp).map_err(|_| err())
+}
+
+fn addr(var: &str, raw: &str) -> Result<BindAddr, SettingsError> {
+    parse_bind(var, raw)
 }
 
 impl DaemonConfig {

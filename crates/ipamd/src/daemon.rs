@@ -207,19 +207,21 @@ pub async fn serve<C: Cloud>(
     pool::cycle(&shared).await;
     let pool_task = tokio::spawn(pool::run(shared.clone()));
     let mut http_tasks = Vec::new();
-    if let Some(addr) = shared.cfg.metrics {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(io(format!("binding metrics on {addr}")))?;
-        let router = http::metrics_router(shared.clone());
-        http_tasks.push(tokio::spawn(async move { axum::serve(l, router).await }));
-    }
-    if let Some(addr) = shared.cfg.introspection {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(io(format!("binding introspection on {addr}")))?;
-        let router = http::introspection_router(shared.clone());
-        http_tasks.push(tokio::spawn(async move { axum::serve(l, router).await }));
+    let listeners = [
+        (
+            "metrics",
+            shared.cfg.metrics.clone(),
+            http::metrics_router(shared.clone()),
+        ),
+        (
+            "introspection",
+            shared.cfg.introspection.clone(),
+            http::introspection_router(shared.clone()),
+        ),
+    ];
+    for (what, addr, router) in listeners {
+        let Some(addr) = addr else { continue };
+        http_tasks.push(serve_http(what, &addr, router).await?);
     }
     let listener = bind_socket(&shared.cfg.socket)?
         .into_std()
@@ -270,6 +272,26 @@ pub async fn serve<C: Cloud>(
     let _ = std::fs::remove_file(&shared.cfg.socket);
     tracing::info!("checkpoint flushed; exiting");
     result
+}
+
+/// One HTTP listener (TCP, or a unix socket replacing a stale one) serving `router`.
+async fn serve_http(
+    what: &str,
+    addr: &crate::config::BindAddr,
+    router: axum::Router,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, DaemonError> {
+    let bind_err = io(format!("binding {what} on {addr}"));
+    Ok(match addr {
+        crate::config::BindAddr::Tcp(a) => {
+            let l = tokio::net::TcpListener::bind(a).await.map_err(bind_err)?;
+            tokio::spawn(async move { axum::serve(l, router).await })
+        }
+        crate::config::BindAddr::Unix(p) => {
+            let _ = std::fs::remove_file(p);
+            let l = tokio::net::UnixListener::bind(p).map_err(bind_err)?;
+            tokio::spawn(async move { axum::serve(l, router).await })
+        }
+    })
 }
 
 /// The gRPC services on `listener` until `stop` fires, on this thread's own runtime.
