@@ -114,3 +114,102 @@ fn max_pods_reads_the_instance_type_from_imds() {
         "m5.xlarge: 4 × (15 − 1) + 2"
     );
 }
+
+/// One raw HTTP request to `url` (`http://host:port`): (status, body).
+fn raw(url: &str, method: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(hostport).unwrap();
+    let mut req = format!(
+        "{method} / HTTP/1.0\r\nHost: {hostport}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|b| b.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Malformed EC2 requests get EC2's error documents (XML with a code), never a panic or a plain
+/// text answer: MaxResults out of range, numbers that do not parse or overflow, CreateTags
+/// without a resource, an out-of-range list index, a wrong media type, an oversized body.
+#[test]
+fn malformed_requests_get_ec2_error_documents() {
+    let (_emu, ep) = start(&["--instance-type", "m5.large"]);
+    let ec2 = ep["ec2"].as_str().unwrap().to_string();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let cases: &[(&str, &str)] = &[
+        (
+            "Action=DescribeNetworkInterfaces&MaxResults=0",
+            "InvalidParameterValue",
+        ),
+        (
+            "Action=DescribeNetworkInterfaces&MaxResults=99999999999",
+            "InvalidParameterValue",
+        ),
+        (
+            "Action=DescribeNetworkInterfaces&MaxResults=abc",
+            "InvalidParameterValue",
+        ),
+        (
+            "Action=CreateNetworkInterface&SubnetId=subnet-x&SecondaryPrivateIpAddressCount=4294967296",
+            "InvalidParameterValue",
+        ),
+        (
+            "Action=CreateTags&Tag.1.Key=a&Tag.1.Value=b",
+            "MissingParameter",
+        ),
+        (
+            "Action=DescribeNetworkInterfaces&NetworkInterfaceId.99999999999=eni-1",
+            "InvalidParameterValue",
+        ),
+        (
+            "Action=DescribeNetworkInterfaces&NetworkInterfaceId.0=eni-1",
+            "InvalidParameterValue",
+        ),
+    ];
+    for (body, code) in cases {
+        let (status, text) = raw(&ec2, "POST", &form, body.as_bytes());
+        assert_eq!(status, 400, "{body}: {text}");
+        assert!(
+            text.contains(&format!("<Code>{code}</Code>")),
+            "{body}: {text}"
+        );
+    }
+    let (status, text) = raw(&ec2, "POST", &[("Content-Type", "application/json")], b"{}");
+    assert!(
+        status == 415 && text.contains("<Code>UnsupportedMediaType</Code>"),
+        "{status} {text}"
+    );
+    let big = vec![b'a'; 2 << 20];
+    let (status, text) = raw(&ec2, "POST", &form, &big);
+    assert!(
+        status == 413 && text.contains("<Code>RequestEntityTooLarge</Code>"),
+        "{status} {text}"
+    );
+    // Still serving after all that.
+    let (status, text) = raw(
+        &ec2,
+        "POST",
+        &form,
+        b"Action=DescribeNetworkInterfaces&MaxResults=5",
+    );
+    assert!(
+        status == 200 && text.contains("networkInterfaceSet"),
+        "{status} {text}"
+    );
+}

@@ -48,8 +48,39 @@ pub(crate) fn bad(code: &str, message: impl Into<String>) -> ApiError {
     }
 }
 
+/// A parameter problem: `MissingParameter` when absent, `InvalidParameterValue` when malformed
+/// (numbers that do not parse or overflow).
 pub(crate) fn param(m: String) -> ApiError {
-    bad("MissingParameter", m)
+    if m.starts_with("Invalid value") {
+        bad("InvalidParameterValue", m)
+    } else {
+        bad("MissingParameter", m)
+    }
+}
+
+/// Largest index EC2 accepts in a `Name.N` list parameter here.
+const MAX_LIST_INDEX: u64 = 10_000;
+
+/// Every `Name.N` key must carry an index from 1 to [`MAX_LIST_INDEX`]: EC2 refuses the rest.
+fn check_indexes(p: &Params) -> Result<(), ApiError> {
+    for k in p.keys() {
+        for part in k.split('.').skip(1) {
+            if part.bytes().all(|b| b.is_ascii_digit()) && !part.is_empty() {
+                let ok = part
+                    .parse::<u64>()
+                    .is_ok_and(|n| (1..=MAX_LIST_INDEX).contains(&n));
+                if !ok {
+                    return Err(bad(
+                        "InvalidParameterValue",
+                        format!(
+                            "Invalid index '{part}' in parameter {k}: expected 1 to {MAX_LIST_INDEX}"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// ISO-8601 UTC for a simulated time, counted from `epoch_secs`.
@@ -196,6 +227,16 @@ fn describe_enis(c: &mut Ctx<'_>, p: &Params) -> Result<String, ApiError> {
         }
     }
     let max = p.number("MaxResults").map_err(param)?.map(|m| m as usize);
+    if let Some(m) = max
+        && !(5..=1000).contains(&m)
+    {
+        return Err(bad(
+            "InvalidParameterValue",
+            format!(
+                "Value ( {m} ) for parameter maxResults is invalid. Parameter must be between 5 and 1000."
+            ),
+        ));
+    }
     let page = c
         .vpc
         .describe_network_interfaces(&filters, max, p.get("NextToken"), c.now)?;
@@ -465,6 +506,7 @@ fn describe_instance_types(c: &mut Ctx<'_>, p: &Params) -> Result<String, ApiErr
 
 /// Run one action; the body of its response document.
 pub fn handle(c: &mut Ctx<'_>, action: &str, p: &Params) -> Result<String, ApiError> {
+    check_indexes(p)?;
     c.vpc.settle(c.now);
     match action {
         "DescribeNetworkInterfaces" => describe_enis(c, p),
@@ -484,7 +526,13 @@ pub fn handle(c: &mut Ctx<'_>, action: &str, p: &Params) -> Result<String, ApiEr
         "ModifyNetworkInterfaceAttribute" => modify(c, p),
         "CreateTags" => {
             let tags = p.tags();
-            for r in p.list("ResourceId") {
+            let resources = p.list("ResourceId");
+            if resources.is_empty() {
+                return Err(param(
+                    "The request must contain the parameter ResourceId".into(),
+                ));
+            }
+            for r in resources {
                 c.vpc.create_tags(&r, &tags, c.now)?;
             }
             Ok(el("return", "true"))

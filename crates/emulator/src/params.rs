@@ -18,6 +18,11 @@ impl Params {
         self.0.get(k).map(String::as_str)
     }
 
+    /// Every parameter name.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(|k| k.as_str())
+    }
+
     /// A required value, or `MissingParameter`-style text naming it.
     pub fn required(&self, k: &str) -> Result<&str, String> {
         self.get(k)

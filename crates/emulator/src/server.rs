@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -82,10 +82,48 @@ fn xml_response(status: u16, body: String) -> Response {
     (code, [("content-type", "text/xml;charset=UTF-8")], body).into_response()
 }
 
-async fn ec2(State(s): State<Arc<Shared>>, Form(pairs): Form<Vec<(String, String)>>) -> Response {
-    let p = Params::new(pairs);
-    let action = p.get("Action").unwrap_or("").to_string();
+/// Largest request body accepted (EC2's own limit is far larger than anything the CNI sends).
+const MAX_BODY: usize = 1 << 20;
+
+/// The form body of an EC2 Query request, or the XML error EC2 gives for a body it cannot take.
+async fn form(headers: &HeaderMap, body: axum::body::Body, rid: &str) -> Result<Params, Response> {
+    let ctype = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype.starts_with("application/x-www-form-urlencoded") {
+        return Err(xml_response(
+            415,
+            xml::error(
+                "UnsupportedMediaType",
+                &format!(
+                    "Content-Type {ctype:?} is not supported: expected application/x-www-form-urlencoded"
+                ),
+                rid,
+            ),
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        xml_response(
+            413,
+            xml::error(
+                "RequestEntityTooLarge",
+                &format!("The request body is larger than {MAX_BODY} bytes"),
+                rid,
+            ),
+        )
+    })?;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
+    Ok(Params::new(pairs))
+}
+
+async fn ec2(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Body) -> Response {
     let rid = s.request_id();
+    let p = match form(&headers, body, &rid).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let action = p.get("Action").unwrap_or("").to_string();
     let (result, wait_ms) = {
         let mut vpc = s.lock();
         let wait = match action.as_str() {
@@ -123,6 +161,8 @@ pub fn ec2_router(s: Arc<Shared>) -> Router {
 }
 
 const TOKEN_TTL: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+/// Live IMDSv2 tokens kept at most.
+const MAX_TOKENS: usize = 10_000;
 const TOKEN: &str = "x-aws-ec2-metadata-token";
 
 async fn token(State((s, _)): State<(Arc<Shared>, String)>, headers: HeaderMap) -> Response {
@@ -138,10 +178,19 @@ async fn token(State((s, _)): State<(Arc<Shared>, String)>, headers: HeaderMap) 
             .into_response();
     };
     let value = format!("emu-token-{}", s.requests.fetch_add(1, Ordering::Relaxed));
-    s.tokens
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(value.clone(), Instant::now() + Duration::from_secs(ttl));
+    let mut tokens = s.tokens.lock().unwrap_or_else(|p| p.into_inner());
+    // Expired tokens go; a client minting tokens without end cannot grow the map without bound.
+    let now = Instant::now();
+    tokens.retain(|_, exp| *exp > now);
+    if tokens.len() >= MAX_TOKENS {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live IMDSv2 tokens; reuse one until it expires",
+        )
+            .into_response();
+    }
+    tokens.insert(value.clone(), now + Duration::from_secs(ttl));
+    drop(tokens);
     ([(TOKEN_TTL, ttl.to_string())], value).into_response()
 }
 
