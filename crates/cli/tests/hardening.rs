@@ -14,6 +14,17 @@ use std::time::{Duration, Instant};
 use grpc::{Daemon, connect};
 use vpc_cni_proto::rpc::AddNetworkRequest;
 
+/// A child process killed when the test ends, also by a panic (an orphan would keep the test
+/// harness's output pipe open).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `vpc-cni daemon` with `env` (and nothing of the test's own environment that matters):
 /// (exit code, stderr).
 fn daemon_start_error(env: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -117,7 +128,7 @@ fn an_existing_socket_directory_keeps_its_mode() {
     // A missing one is created 0755.
     let parent = tempfile::tempdir().unwrap();
     let fresh = parent.path().join("made");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+    let child = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
         .args(["daemon", "--sim-latency-scale", "0", "--socket"])
         .arg(fresh.join("s.sock"))
         .arg("--checkpoint")
@@ -127,14 +138,14 @@ fn an_existing_socket_directory_keeps_its_mode() {
         .env("DISABLE_INTROSPECTION", "true")
         .spawn()
         .unwrap();
+    let child = Reaped(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !fresh.join("s.sock").exists() {
         assert!(Instant::now() < deadline, "no socket");
         std::thread::sleep(Duration::from_millis(20));
     }
     let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o7777;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(mode, 0o755);
 }
 
@@ -343,7 +354,7 @@ fn introspection_binds_upstreams_unix_form_and_localhost() {
     let dir = tempfile::tempdir().unwrap();
     let intro = dir.path().join("intro.sock");
     let port = grpc::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+    let child = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
         .args(["daemon", "--sim-latency-scale", "0", "--socket"])
         .arg(dir.path().join("s.sock"))
         .arg("--checkpoint")
@@ -356,6 +367,7 @@ fn introspection_binds_upstreams_unix_form_and_localhost() {
         .env("VPC_CNI_METRICS_BIND_ADDRESS", format!("localhost:{port}"))
         .spawn()
         .unwrap();
+    let child = Reaped(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !dir.path().join("s.sock").exists() {
         assert!(Instant::now() < deadline, "no socket");
@@ -374,8 +386,7 @@ fn introspection_binds_upstreams_unix_form_and_localhost() {
     let mut m = String::new();
     s.read_to_string(&mut m).unwrap();
     assert!(m.contains("awscni_eni_allocated"), "{m}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let (code, err) = daemon_start_error(&[
         ("DISABLE_INTROSPECTION", "false"),
         ("INTROSPECTION_BIND_ADDRESS", "unix:relative.sock"),
@@ -384,4 +395,85 @@ fn introspection_binds_upstreams_unix_form_and_localhost() {
         code == Some(1) && err.contains("unix:/absolute/path"),
         "{err}"
     );
+}
+
+/// The daemon's CPU time so far (utime + stime), in seconds.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Idle TCP clients on the metrics port under a 128-descriptor limit (the probe: 244 of them
+/// blocked every AddNetwork for over a minute, and the accept loop spun writing ~80 MB/s of
+/// log): the plugin's socket keeps answering, the CPU stays idle, the log stays small.
+#[tokio::test]
+async fn idle_http_clients_cannot_starve_the_plugins_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = grpc::free_port();
+    let child = Command::new("prlimit")
+        .arg("--nofile=128:128")
+        .arg(env!("CARGO_BIN_EXE_vpc-cni"))
+        .args(["daemon", "--sim-latency-scale", "0", "--socket"])
+        .arg(dir.path().join("s.sock"))
+        .arg("--checkpoint")
+        .arg(dir.path().join("ipam.json"))
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{metrics}"))
+        .env("AWS_VPC_K8S_CNI_LOG_FILE", dir.path().join("ipamd.log"))
+        .env("DISABLE_INTROSPECTION", "true")
+        .env("WARM_IP_TARGET", "3")
+        .spawn()
+        .expect("prlimit (util-linux) runs the daemon");
+    let child = Reaped(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.path().join("s.sock").exists() {
+        assert!(Instant::now() < deadline, "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let idle: Vec<std::net::TcpStream> = (0..244)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", metrics)).ok())
+        .collect();
+    assert!(idle.len() > 128, "{} connections made", idle.len());
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu0 = cpu_s(child.0.id());
+    let socket = dir.path().join("s.sock");
+    let attempt = async {
+        let mut c = connect(&socket).await;
+        loop {
+            let r = c
+                .add_network(AddNetworkRequest {
+                    k8s_pod_name: "p".into(),
+                    k8s_pod_namespace: "default".into(),
+                    container_id: "c1".into(),
+                    if_name: "eth0".into(),
+                    network_name: "aws-cni".into(),
+                    client_version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                })
+                .await;
+            if r.is_ok_and(|r| r.into_inner().success) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let ok = tokio::time::timeout(Duration::from_millis(1500), attempt)
+        .await
+        .is_ok();
+    assert!(
+        ok,
+        "AddNetwork answered within 1.5 s with 244 idle HTTP clients"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu = cpu_s(child.0.id()) - cpu0;
+    let log = std::fs::metadata(dir.path().join("ipamd.log"))
+        .unwrap()
+        .len();
+    drop(idle);
+    drop(child);
+    assert!(cpu < 1.0, "daemon used {cpu:.2} s of CPU in ~2.5 s");
+    assert!(log < 200_000, "log grew to {log} bytes");
 }

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio_stream::wrappers::UnixListenerStream;
 use vpc_cni_cloud::{Cloud, CloudError};
 use vpc_cni_ipam::{AwsPolicy, Datastore, PoolLimits};
 use vpc_cni_limits::{CniVersion, LimitsError, LimitsTable, MaxPodsOptions, max_pods};
@@ -274,23 +273,36 @@ pub async fn serve<C: Cloud>(
     result
 }
 
-/// One HTTP listener (TCP, or a unix socket replacing a stale one) serving `router`.
+/// One HTTP listener (TCP, or a unix socket replacing a stale one) serving `router` within
+/// the bounds of [`crate::listen`].
 async fn serve_http(
-    what: &str,
+    what: &'static str,
     addr: &crate::config::BindAddr,
     router: axum::Router,
-) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, DaemonError> {
+) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
+    use crate::listen::HttpListener;
     let bind_err = io(format!("binding {what} on {addr}"));
-    Ok(match addr {
+    let listener = match addr {
         crate::config::BindAddr::Tcp(a) => {
-            let l = tokio::net::TcpListener::bind(a).await.map_err(bind_err)?;
-            tokio::spawn(async move { axum::serve(l, router).await })
+            HttpListener::Tcp(tokio::net::TcpListener::bind(a).await.map_err(bind_err)?)
         }
         crate::config::BindAddr::Unix(p) => {
             let _ = std::fs::remove_file(p);
-            let l = tokio::net::UnixListener::bind(p).map_err(bind_err)?;
-            tokio::spawn(async move { axum::serve(l, router).await })
+            HttpListener::Unix(tokio::net::UnixListener::bind(p).map_err(bind_err)?)
         }
+    };
+    Ok(tokio::spawn(crate::listen::serve_http(
+        what, listener, router,
+    )))
+}
+
+/// The socket's connections, accepted with back-off (never an error: tonic would retry at once).
+fn incoming(
+    listener: tokio::net::UnixListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::UnixStream>> {
+    futures::stream::unfold(listener, |l| async move {
+        let (s, _) = crate::listen::accept_with_backoff("grpc", || l.accept()).await;
+        Some((Ok(s), l))
     })
 }
 
@@ -317,7 +329,7 @@ fn serve_grpc<C: Cloud>(
             .add_service(ConfigServerBackendServer::new(Service::new(shared.clone())))
             .add_service(PodAddressesServer::new(Service::new(shared.clone())))
             .add_service(health)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(incoming(listener), async move {
                 let _ = stop.await;
             })
             .await?;

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod host;
 pub mod hostnet;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod owners;
 pub mod pool;
