@@ -84,6 +84,11 @@ pub struct Args {
     /// Period of the security-group refresh in milliseconds (upstream: 30000).
     #[arg(long, default_value_t = 30_000, hide = true)]
     sg_refresh_ms: u64,
+    /// With --host-network: release an assignment whose pod has had no host route for this
+    /// long (a DEL that never reached the daemon), in milliseconds (checked at every
+    /// reconciliation).
+    #[arg(long, default_value_t = 300_000, hide = true)]
+    stale_grace_ms: u64,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -168,6 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.cycle = std::time::Duration::from_millis(args.cycle_ms.max(1));
     cfg.reconcile = std::time::Duration::from_millis(args.reconcile_ms.max(1));
     cfg.sg_refresh = std::time::Duration::from_millis(args.sg_refresh_ms.max(1));
+    cfg.stale_grace = std::time::Duration::from_millis(args.stale_grace_ms);
     // With the simulated VPC the node is the user's own (a namespace on a laptop): the log goes
     // beside the socket rather than under /host/var/log.
     let default_log = if args.cloud == CloudKind::Sim {

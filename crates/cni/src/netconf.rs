@@ -36,6 +36,16 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     /// `runtimeConfig.io.kubernetes.cri.pod-annotations`.
     pub pod_annotations: BTreeMap<String, String>,
+    /// GC (CNI 1.1): `cni.dev/valid-attachments` as (container ID, interface) pairs; `None`
+    /// when absent.
+    pub valid_attachments: Option<Vec<(String, String)>>,
+}
+
+#[derive(Deserialize)]
+struct RawAttachment {
+    #[serde(rename = "containerID")]
+    container_id: String,
+    ifname: String,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +68,8 @@ struct Raw {
     prev_result: Option<Value>,
     #[serde(rename = "runtimeConfig", default)]
     runtime_config: Option<Value>,
+    #[serde(rename = "cni.dev/valid-attachments", default)]
+    valid_attachments: Option<Vec<RawAttachment>>,
 }
 
 fn bad(field: &str, why: impl std::fmt::Display) -> CniError {
@@ -129,6 +141,9 @@ impl NetConf {
             plugin_log_level: raw.log_level.unwrap_or_default(),
             prev_result: raw.prev_result,
             pod_annotations,
+            valid_attachments: raw
+                .valid_attachments
+                .map(|v| v.into_iter().map(|a| (a.container_id, a.ifname)).collect()),
         })
     }
 

@@ -61,6 +61,8 @@ pub struct DaemonConfig {
     pub manage_untagged_eni: bool,
     /// `DISABLE_LEAKED_ENI_CLEANUP` (default false).
     pub disable_leaked_eni_cleanup: bool,
+    /// How long an assignment may go without a host route before the sweep releases it.
+    pub stale_grace: std::time::Duration,
 }
 
 /// Upstream modes this daemon does not implement yet: starting as a plain IPv4 node under them
@@ -327,6 +329,7 @@ impl DaemonConfig {
             cluster_name: r.raw("CLUSTER_NAME"),
             manage_untagged_eni: r.boolean("MANAGE_UNTAGGED_ENI", true)?,
             disable_leaked_eni_cleanup: r.boolean("DISABLE_LEAKED_ENI_CLEANUP", false)?,
+            stale_grace: std::time::Duration::from_secs(300),
         })
     }
 }

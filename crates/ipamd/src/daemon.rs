@@ -14,6 +14,7 @@ use vpc_cni_limits::{CniVersion, LimitsError, LimitsTable, MaxPodsOptions, max_p
 use vpc_cni_proto::rpc::cni_backend_server::CniBackendServer;
 use vpc_cni_proto::rpc::config_server_backend_server::ConfigServerBackendServer;
 use vpc_cni_proto::vpccni::pod_addresses_server::PodAddressesServer;
+use vpc_cni_proto::vpccni::pod_gc_server::PodGcServer;
 
 use crate::checkpoint::{CheckpointError, CheckpointFile, restore};
 use crate::config::DaemonConfig;
@@ -151,6 +152,7 @@ pub async fn init_with_host<C: Cloud>(
         released: Mutex::new(Vec::new()),
         unmanaged: Mutex::new(Default::default()),
         host,
+        unrouted: Mutex::new(Default::default()),
     });
     let attached = shared.cloud.interfaces().await?;
     let interfaces = crate::reconcile::classify(&shared, &attached).await?;
@@ -328,6 +330,7 @@ fn serve_grpc<C: Cloud>(
             .add_service(CniBackendServer::new(Service::new(shared.clone())))
             .add_service(ConfigServerBackendServer::new(Service::new(shared.clone())))
             .add_service(PodAddressesServer::new(Service::new(shared.clone())))
+            .add_service(PodGcServer::new(Service::new(shared.clone())))
             .add_service(health)
             .serve_with_incoming_shutdown(incoming(listener), async move {
                 let _ = stop.await;

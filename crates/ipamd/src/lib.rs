@@ -6,6 +6,7 @@ pub mod calls;
 pub mod checkpoint;
 pub mod config;
 pub mod daemon;
+pub mod gc;
 pub mod host;
 pub mod hostnet;
 pub mod http;

@@ -32,6 +32,11 @@ pub struct Metrics {
 /// (name, help, kind) of every family, registered at start so they show even at zero.
 const FAMILIES: &[(&str, &str, Kind)] = &[
     (
+        "awscni_stale_assignments_released_count",
+        "Assignments released because their pod is gone (by: gc = CNI GC, sweep = no host route for the grace period)",
+        Kind::Counter,
+    ),
+    (
         "awscni_live_pod_address_conflict_count",
         "Addresses a live pod on the host still routes that the pool would otherwise have handed out or dropped (when: restore, assign, sweep)",
         Kind::Counter,
@@ -168,6 +173,11 @@ impl Metrics {
     /// Add one to a counter.
     pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
         self.with(name, labels, |v| *v += 1.0);
+    }
+
+    /// Add `n` to a counter.
+    pub fn inc_by(&self, name: &'static str, labels: &[(&'static str, &str)], n: f64) {
+        self.with(name, labels, |v| *v += n);
     }
 
     /// Record one observation of a summary.

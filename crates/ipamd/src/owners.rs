@@ -103,6 +103,8 @@ pub async fn sweep<C: Cloud>(s: &Shared<C>) {
         tracing::error!(error = %e, "checkpoint write after releasing held addresses failed");
     }
     s.update_gauges(&node);
+    drop(node);
+    crate::gc::sweep_unrouted(s, &live);
 }
 
 /// Whether `ip`, just given to a new pod, is routed to a live pod's veth; if so it is held for

@@ -13,7 +13,7 @@ use vpc_cni_proto::rpc::{
     IpAllocationMetadata, NetworkPolicyAgentConfigReply,
 };
 
-use vpc_cni_proto::vpccni::{self, CheckNetworkReply, CheckNetworkRequest};
+use vpc_cni_proto::vpccni::{self, CheckNetworkReply, CheckNetworkRequest, GcReply, GcRequest};
 
 use crate::state::{Shared, now};
 
@@ -389,6 +389,43 @@ impl<C: Cloud> vpccni::pod_addresses_server::PodAddresses for Service<C> {
         Ok(Response::new(CheckNetworkReply {
             assigned: ip.is_some(),
             i_pv4_addr: ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl<C: Cloud> vpccni::pod_gc_server::PodGc for Service<C> {
+    async fn garbage_collect(
+        &self,
+        request: Request<GcRequest>,
+    ) -> Result<Response<GcReply>, Status> {
+        let r = request.into_inner();
+        self.check_version(&r.client_version)?;
+        check_key("GarbageCollect", &r.network_name, "gc", "eth0", "", "")?;
+        let mut valid = std::collections::BTreeSet::new();
+        for a in &r.valid {
+            check_key(
+                "GarbageCollect",
+                &r.network_name,
+                &a.container_id,
+                &a.if_name,
+                "",
+                "",
+            )?;
+            valid.insert((a.container_id.clone(), a.if_name.clone()));
+        }
+        let released = crate::gc::release_invalid(&self.shared, &r.network_name, &valid)
+            .map_err(|e| Status::internal(format!("failed to persist the release: {e}")))?;
+        Ok(Response::new(GcReply {
+            released: released
+                .iter()
+                .map(|x| IpAllocationMetadata {
+                    i_pv4_addr: x.ip.to_string(),
+                    device_number: x.device_number as i32,
+                    route_table_id: x.route_table_id as i32,
+                    ..Default::default()
+                })
+                .collect(),
         }))
     }
 }

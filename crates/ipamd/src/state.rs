@@ -52,6 +52,8 @@ pub struct Shared<C: Cloud> {
     pub unmanaged: Mutex<std::collections::BTreeSet<String>>,
     /// The host's pod routes (who really uses an address).
     pub host: Box<dyn crate::host::HostOwners>,
+    /// Assignments seen without a host route, since when (the stale sweep's clock).
+    pub unrouted: Mutex<std::collections::HashMap<vpc_cni_ipam::IpamKey, Time>>,
 }
 
 impl<C: Cloud> Shared<C> {

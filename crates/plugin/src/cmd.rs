@@ -7,7 +7,7 @@ use vpc_cni_cni::{
 };
 use vpc_cni_dataplane::pod::{PodNetwork, PodSpec};
 use vpc_cni_proto::rpc::{AddNetworkRequest, DelNetworkRequest, IpAllocationMetadata};
-use vpc_cni_proto::vpccni::CheckNetworkRequest;
+use vpc_cni_proto::vpccni::{Attachment, CheckNetworkRequest, GcRequest};
 
 use crate::ipamd::{Ipamd, IpamdError};
 use crate::log::{Level, Logger};
@@ -307,6 +307,50 @@ impl<I: Ipamd, N: PodNetwork> Ctx<'_, I, N> {
                 Code::TryAgainLater,
                 format!("check cmd: asking ipamd: {e}"),
             )),
+        }
+    }
+
+    /// GC (CNI 1.1): the daemon releases every assignment of this network that is not among
+    /// `cni.dev/valid-attachments`; their host rules go too (their veths and routes went with
+    /// their namespaces). Without the list there is nothing to judge by: success.
+    pub async fn gc(&self) -> Result<(), CniError> {
+        let Some(valid) = &self.conf.valid_attachments else {
+            return Ok(());
+        };
+        let req = GcRequest {
+            network_name: self.conf.name.clone(),
+            valid: valid
+                .iter()
+                .map(|(c, i)| Attachment {
+                    container_id: c.clone(),
+                    if_name: i.clone(),
+                })
+                .collect(),
+            client_version: CLIENT_VERSION.into(),
+        };
+        match self.ipamd.gc(req).await {
+            Ok(reply) => {
+                let mut specs = Vec::new();
+                for m in &reply.released {
+                    specs.extend(self.specs(std::slice::from_ref(m))?);
+                }
+                self.log.log(
+                    Level::Info,
+                    &format!("GC: {} stale assignment(s) released", specs.len()),
+                );
+                for e in self.net.teardown(None, &specs).await {
+                    self.log.log(Level::Warn, &format!("GC: {e}"));
+                }
+                Ok(())
+            }
+            Err(IpamdError::Rpc(s)) if s.code() == tonic::Code::Unimplemented => {
+                self.log.log(
+                    Level::Info,
+                    "GC: this ipamd has no GarbageCollect; nothing done",
+                );
+                Ok(())
+            }
+            Err(e) => Err(CniError::new(Code::TryAgainLater, format!("gc: {e}"))),
         }
     }
 

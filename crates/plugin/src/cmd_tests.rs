@@ -10,7 +10,7 @@ use vpc_cni_dataplane::pod::{PodNetwork, PodSpec};
 use vpc_cni_proto::rpc::{
     AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest, IpAllocationMetadata,
 };
-use vpc_cni_proto::vpccni::{CheckNetworkReply, CheckNetworkRequest};
+use vpc_cni_proto::vpccni::{CheckNetworkReply, CheckNetworkRequest, GcReply, GcRequest};
 
 use crate::cmd::Ctx;
 use crate::ipamd::{Ipamd, IpamdError};
@@ -79,6 +79,11 @@ impl Ipamd for FakeIpamd {
         Ok(CheckNetworkReply {
             assigned: !ip.is_empty(),
             i_pv4_addr: ip,
+        })
+    }
+    async fn gc(&self, _: GcRequest) -> Result<GcReply, IpamdError> {
+        Ok(GcReply {
+            released: vec![meta("10.0.1.9", 2)],
         })
     }
     async fn reachable(&self) -> Result<(), IpamdError> {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use vpc_cni_proto::rpc::{AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest};
-use vpc_cni_proto::vpccni::{CheckNetworkReply, CheckNetworkRequest};
+use vpc_cni_proto::vpccni::{CheckNetworkReply, CheckNetworkRequest, GcReply, GcRequest};
 
 /// Default socket of the daemon.
 pub const DEFAULT_SOCKET: &str = "/var/run/aws-node/ipamd.sock";
@@ -23,6 +23,8 @@ pub trait Ipamd {
     async fn reachable(&self) -> Result<(), IpamdError>;
     /// Whether the daemon still holds an address for the pod (CHECK; this project's service).
     async fn check(&self, req: CheckNetworkRequest) -> Result<CheckNetworkReply, IpamdError>;
+    /// CNI GC: release what is not a valid attachment (this project's service).
+    async fn gc(&self, req: GcRequest) -> Result<GcReply, IpamdError>;
 }
 
 /// ipamd over its unix socket.
@@ -55,5 +57,9 @@ impl Ipamd for UdsIpamd {
 
     async fn check(&self, req: CheckNetworkRequest) -> Result<CheckNetworkReply, IpamdError> {
         crate::grpc::unary(&self.socket, "/vpccni.v1.PodAddresses/CheckNetwork", &req).await
+    }
+
+    async fn gc(&self, req: GcRequest) -> Result<GcReply, IpamdError> {
+        crate::grpc::unary(&self.socket, "/vpccni.v1.PodGc/GarbageCollect", &req).await
     }
 }

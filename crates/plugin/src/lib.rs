@@ -98,7 +98,8 @@ pub fn run(env: &dyn Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome {
             Command::Del => ctx.del().await.map(|()| String::new()),
             Command::Check => ctx.check().await.map(|()| String::new()),
             Command::Status => ctx.status().await.map(|()| String::new()),
-            Command::Gc | Command::Version => Ok(String::new()),
+            Command::Gc => ctx.gc().await.map(|()| String::new()),
+            Command::Version => Ok(String::new()),
         }
     });
     match result {

@@ -8,7 +8,11 @@ pub mod rpc {
     tonic::include_proto!("rpc");
 }
 
-/// Package `vpccni.v1`: this project's additions (CHECK asks the daemon).
+/// Package `vpccni.v1`: this project's additions (CHECK asks the daemon, CNI GC).
 pub mod vpccni {
-    tonic::include_proto!("vpccni.v1");
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("vpccni.v1");
+    }
+    pub use v1::*;
 }
