@@ -213,7 +213,15 @@ pub fn restore(
             ..
         } = e;
         if ipv4.is_empty() {
-            continue;
+            // An IPv6 node's entry (upstream's ENABLE_IPv6): dropping it would lose a live pod's
+            // assignment, and this daemon has no IPv6 mode yet.
+            return Err(CheckpointError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "entry for container {container_id} has no IPv4 address (ipv6 {:?}): an IPv6 node's checkpoint (ENABLE_IPv6=true), which this daemon cannot serve yet",
+                    e.ipv6
+                ),
+            });
         }
         let ip: Ipv4Addr = ipv4.parse().map_err(|_| CheckpointError::Corrupt {
             path: path.to_path_buf(),
@@ -308,6 +316,25 @@ mod tests {
             file.read().unwrap().allocations.is_empty(),
             "a missing file is a fresh node"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_ipv6_nodes_checkpoint_is_refused_not_dropped() {
+        let dir = std::env::temp_dir().join(format!("ckpt-v6-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = CheckpointFile::new(dir.join("ipam.json"));
+        std::fs::write(
+            file.path(),
+            r#"{"version":"vpc-cni-ipam/1","allocations":[{"networkName":"aws-cni","containerID":"c6","ifName":"eth0","ipv6":"2001:db8::5","allocationTimestamp":1}]}"#,
+        )
+        .unwrap();
+        let data = file.read().unwrap();
+        let mut ds = Datastore::new(false, Duration::from_secs(30));
+        let err = restore(&mut ds, &data, file.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ENABLE_IPv6") && err.contains("c6"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
