@@ -36,12 +36,22 @@ fn world() -> &'static World {
         .unwrap();
         cfg.checkpoint = dir.join("ipam.json");
         let table = vpc_cni_limits::LimitsTable::builtin();
-        let cloud = SimCloud::launch(table.get("m5.large").unwrap(), "10.0.0.0/24".parse().unwrap(), 1, 0.0)
-            .unwrap();
+        let cloud = SimCloud::launch(
+            table.get("m5.large").unwrap(),
+            "10.0.0.0/24".parse().unwrap(),
+            1,
+            0.0,
+        )
+        .unwrap();
         let shared = rt.block_on(async {
-            let s = vpc_cni_ipamd::init_with_host(cfg, cloud, &table, Box::new(vpc_cni_ipamd::host::NoHost))
-                .await
-                .unwrap();
+            let s = vpc_cni_ipamd::init_with_host(
+                cfg,
+                cloud,
+                &table,
+                Box::new(vpc_cni_ipamd::host::NoHost),
+            )
+            .await
+            .unwrap();
             vpc_cni_ipamd::pool::cycle(&s).await;
             s
         });

@@ -8,6 +8,8 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let vars: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('=')).collect();
     let _ = vpc_cni_cni::CniEnv::from_lookup(|k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
     });
 });
