@@ -76,11 +76,8 @@ fn install_plugin(args: &Args) -> anyhow::Result<PathBuf> {
 /// A boolean variable in Go's spellings (unset or blank: false).
 fn go_bool_env(var: &str) -> anyhow::Result<bool> {
     match std::env::var(var).unwrap_or_default().trim() {
-        "" | "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        v => anyhow::bail!(
-            "invalid {var}={v:?}: expected true or false (or 1, t, T, TRUE, True, 0, f, F, FALSE, False)"
-        ),
+        "" => Ok(false),
+        v => Ok(vpc_cni_cni::conflist::go_bool(var, v)?),
     }
 }
 

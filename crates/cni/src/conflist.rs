@@ -45,8 +45,21 @@ fn bad(var: &str, value: &str, expected: &str) -> ConflistError {
     }
 }
 
+/// Whether `p` is a usable `AWS_VPC_K8S_CNI_VETHPREFIX`: 1 to 4 characters of
+/// `[A-Za-z0-9_.-]` (it starts interface names), not `eth`, `lo` or `vlan`.
+pub fn veth_prefix_ok(p: &str) -> bool {
+    let chars_ok = p
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    (1..=4).contains(&p.len()) && chars_ok && !matches!(p, "eth" | "lo" | "vlan")
+}
+
+/// What [`veth_prefix_ok`] accepts, for error messages.
+pub const VETH_PREFIX_RULE: &str =
+    "1 to 4 characters of A-Z a-z 0-9 _ - . (an interface name prefix), not eth, lo or vlan";
+
 /// Go's `strconv.ParseBool` spellings, as the daemon reads booleans.
-fn go_bool(var: &str, v: &str) -> Result<bool, ConflistError> {
+pub fn go_bool(var: &str, v: &str) -> Result<bool, ConflistError> {
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
@@ -80,17 +93,11 @@ impl ConflistParams {
             return Err(bad(mtu_var, &mtu, "an MTU from 576 to 9001"));
         }
         let veth_prefix = set("AWS_VPC_K8S_CNI_VETHPREFIX").unwrap_or_else(|| "eni".into());
-        let chars_ok = veth_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if veth_prefix.len() > 4
-            || !chars_ok
-            || matches!(veth_prefix.as_str(), "eth" | "lo" | "vlan")
-        {
+        if !veth_prefix_ok(&veth_prefix) {
             return Err(bad(
                 "AWS_VPC_K8S_CNI_VETHPREFIX",
                 &veth_prefix,
-                "1 to 4 characters of A-Z a-z 0-9 _ - . (an interface name prefix), not eth, lo or vlan",
+                VETH_PREFIX_RULE,
             ));
         }
         let mode = set("POD_SECURITY_GROUP_ENFORCING_MODE").unwrap_or_else(|| "strict".into());

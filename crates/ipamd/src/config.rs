@@ -146,18 +146,11 @@ impl HostSettings {
         let veth_prefix = r
             .raw("AWS_VPC_K8S_CNI_VETHPREFIX")
             .unwrap_or_else(|| "eni".into());
-        let name_chars = veth_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if veth_prefix.is_empty()
-            || veth_prefix.len() > 4
-            || !name_chars
-            || matches!(veth_prefix.as_str(), "eth" | "lo" | "vlan")
-        {
+        if !vpc_cni_cni::conflist::veth_prefix_ok(&veth_prefix) {
             return Err(SettingsError::Invalid {
                 var: "AWS_VPC_K8S_CNI_VETHPREFIX".into(),
                 value: veth_prefix,
-                expected: "1 to 4 characters of A-Z a-z 0-9 _ - . (an interface name prefix), not eth, lo or vlan".into(),
+                expected: vpc_cni_cni::conflist::VETH_PREFIX_RULE.into(),
             });
         }
         let randomize = match r.raw("AWS_VPC_K8S_CNI_RANDOMIZESNAT").as_deref() {
