@@ -99,7 +99,7 @@ fn owner_of(m: &netlink_packet_route::route::RouteMessage, ip: Ipv4Addr) -> Opti
 }
 
 /// Every address the main table routes as a `/32` to an interface whose name starts with
-/// `veth_prefix` (a pod's host veth), with that interface's name.
+/// `veth_prefix` (a pod's host veth; `""`: any interface), with that interface's name.
 pub async fn pod_routes(h: &Handle, veth_prefix: &str) -> Result<BTreeMap<Ipv4Addr, String>> {
     let names: BTreeMap<u32, String> = nl::links(h)
         .await?

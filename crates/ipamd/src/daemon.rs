@@ -90,7 +90,7 @@ pub async fn init<C: Cloud>(
     table: &LimitsTable,
 ) -> Result<Arc<Shared<C>>, DaemonError> {
     let host: Box<dyn HostOwners> = if cfg.host_network {
-        Box::new(NetlinkHost::connect(&cfg.host.veth_prefix)?)
+        Box::new(NetlinkHost::connect()?)
     } else {
         Box::new(NoHost)
     };

@@ -32,18 +32,20 @@ impl HostOwners for NoHost {
     }
 }
 
-/// The host's main table through rtnetlink.
+/// The host's main table through rtnetlink. Every `/32` route to an interface counts, not only
+/// those to interfaces named with this daemon's veth prefix: a plugin configured with another
+/// prefix, or anything else routing an address on the host, still means the address is in use
+/// (and the stale sweep must never take a live pod's address because its veth is named
+/// differently).
 pub struct NetlinkHost {
     handle: vpc_cni_dataplane::Handle,
-    veth_prefix: String,
 }
 
 impl NetlinkHost {
-    /// A netlink connection in the daemon's namespace; pod veths start with `veth_prefix`.
-    pub fn connect(veth_prefix: &str) -> Result<Self, vpc_cni_dataplane::DataplaneError> {
+    /// A netlink connection in the daemon's namespace.
+    pub fn connect() -> Result<Self, vpc_cni_dataplane::DataplaneError> {
         Ok(NetlinkHost {
             handle: vpc_cni_dataplane::netns::connect_here()?,
-            veth_prefix: veth_prefix.to_string(),
         })
     }
 }
@@ -51,7 +53,7 @@ impl NetlinkHost {
 impl HostOwners for NetlinkHost {
     fn live(&self) -> BoxFut<'_, Result<BTreeMap<Ipv4Addr, String>, String>> {
         Box::pin(async {
-            vpc_cni_dataplane::owners::pod_routes(&self.handle, &self.veth_prefix)
+            vpc_cni_dataplane::owners::pod_routes(&self.handle, "")
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -70,8 +72,7 @@ impl HostOwners for NetlinkHost {
                 .into_iter()
                 .find(|l| l.index == idx)
                 .map_or_else(|| format!("if{idx}"), |l| l.name);
-            // Only a pod veth is an owner (an ENI link's own /32 is not a pod).
-            Ok(name.starts_with(&self.veth_prefix).then_some(name))
+            Ok(Some(name))
         })
     }
 }
