@@ -174,3 +174,41 @@ pods = 5
     assert_eq!(calls("CreateNetworkInterface"), 0, "{:?}", r.ec2_calls);
     assert_eq!(r.groups[0].end.pending, 5);
 }
+
+/// A node subnet tagged `kubernetes.io/role/cni=0` (subnet discovery on): the primary ENI is
+/// excluded, every pod address comes from ENIs in the tagged subnet, and the node subnet only
+/// gives the node its own address.
+#[test]
+fn an_excluded_node_subnet_gives_pods_nothing() {
+    let toml = r#"
+duration = "15m"
+[[subnets]]
+id = "nodes"
+cidr = "10.8.0.0/24"
+tags = { "kubernetes.io/role/cni" = "0" }
+[[subnets]]
+id = "pods"
+cidr = "10.8.4.0/22"
+tags = { "kubernetes.io/role/cni" = "1" }
+[[node_groups]]
+name = "g"
+instance_type = "m5.xlarge"
+count = 2
+subnet = "nodes"
+[[workloads]]
+kind = "steady"
+group = "g"
+pods = 30
+"#;
+    let sc = Scenario::from_toml(toml).unwrap();
+    let r = Cluster::new(&sc, &LimitsTable::builtin()).unwrap().run();
+    let g = &r.groups[0];
+    assert_eq!((g.end.pods, g.end.pending), (30, 0), "{:?}", g.end);
+    let sub = |id: &str| r.subnets.iter().find(|s| s.id == id).unwrap();
+    assert_eq!(
+        sub("nodes").free_addresses,
+        251 - 2,
+        "only the two node addresses"
+    );
+    assert!(sub("pods").free_addresses < 1019 - 30);
+}

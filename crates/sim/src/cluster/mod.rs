@@ -271,6 +271,14 @@ impl Cluster {
             .clone();
         let eni = self.vpc.eni(&primary).expect("primary exists");
         let g = &self.groups[gi as usize];
+        // With subnet discovery, a node subnet tagged out of pod use (kubernetes.io/role/cni=0)
+        // makes the primary ENI excluded: its pods' addresses come from ENIs in tagged subnets.
+        let excluded = g.settings.subnet_discovery
+            && self
+                .vpc
+                .subnets
+                .get(&subnet)
+                .is_some_and(|s| crate::discovery::excluded(&s.tags, None));
         let mut ds = Datastore::new(g.limits.prefix_delegation, g.settings.ip_cooldown);
         ds.add_eni(
             EniSpec {
@@ -279,6 +287,7 @@ impl Cluster {
                 route_table_id: 254,
                 primary_ip: Some(eni.primary_ip),
                 subnet_id: subnet,
+                excluded,
                 ..EniSpec::default()
             },
             at,
