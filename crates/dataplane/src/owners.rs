@@ -98,9 +98,9 @@ fn owner_of(m: &netlink_packet_route::route::RouteMessage, ip: Ipv4Addr) -> Opti
     if dst_ok { oif } else { None }
 }
 
-/// Every address the main table routes as a `/32` to an interface whose name starts with
-/// `veth_prefix` (a pod's host veth; `""`: any interface), with that interface's name.
-pub async fn pod_routes(h: &Handle, veth_prefix: &str) -> Result<BTreeMap<Ipv4Addr, String>> {
+/// Every address the main table routes as a `/32` to an interface (a pod's host veth, whatever
+/// its prefix), with that interface's name.
+pub async fn pod_routes(h: &Handle) -> Result<BTreeMap<Ipv4Addr, String>> {
     let names: BTreeMap<u32, String> = nl::links(h)
         .await?
         .into_iter()
@@ -111,10 +111,7 @@ pub async fn pod_routes(h: &Handle, veth_prefix: &str) -> Result<BTreeMap<Ipv4Ad
         if r.dst.prefix_len() != 32 || r.gateway.is_some() {
             continue;
         }
-        let Some(name) = r.oif.and_then(|i| names.get(&i)) else {
-            continue;
-        };
-        if name.starts_with(veth_prefix) {
+        if let Some(name) = r.oif.and_then(|i| names.get(&i)) {
             out.insert(r.dst.addr(), name.clone());
         }
     }

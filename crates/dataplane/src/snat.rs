@@ -23,12 +23,14 @@ pub enum Randomize {
 }
 
 impl Randomize {
-    /// Parse the variable; anything unknown is `prng`, as upstream.
-    pub fn parse(v: &str) -> Randomize {
+    /// Parse `AWS_VPC_K8S_CNI_RANDOMIZESNAT` (`""` is the default, `prng`); `None` for anything
+    /// else (upstream silently falls back to `prng`; the daemon refuses it).
+    pub fn parse(v: &str) -> Option<Randomize> {
         match v {
-            "hashrandom" => Randomize::HashRandom,
-            "none" => Randomize::None,
-            _ => Randomize::Prng,
+            "" | "prng" => Some(Randomize::Prng),
+            "hashrandom" => Some(Randomize::HashRandom),
+            "none" => Some(Randomize::None),
+            _ => None,
         }
     }
 }
@@ -209,10 +211,10 @@ mod tests {
             ("prng", " --random-fully"),
             ("hashrandom", " --random"),
             ("none", ""),
-            ("bogus", " --random-fully"),
+            ("", " --random-fully"),
         ] {
             let mut c = cfg();
-            c.randomize = Randomize::parse(v);
+            c.randomize = Randomize::parse(v).unwrap();
             let d = desired(&c);
             let rules = chain(&d, "nat", SNAT_CHAIN).clone().unwrap();
             assert_eq!(

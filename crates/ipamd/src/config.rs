@@ -153,18 +153,15 @@ impl HostSettings {
                 expected: vpc_cni_cni::conflist::VETH_PREFIX_RULE.into(),
             });
         }
-        let randomize = match r.raw("AWS_VPC_K8S_CNI_RANDOMIZESNAT").as_deref() {
-            None | Some("prng") => vpc_cni_dataplane::snat::Randomize::Prng,
-            Some("hashrandom") => vpc_cni_dataplane::snat::Randomize::HashRandom,
-            Some("none") => vpc_cni_dataplane::snat::Randomize::None,
-            Some(other) => {
-                return Err(SettingsError::Invalid {
+        let raw_randomize = r.raw("AWS_VPC_K8S_CNI_RANDOMIZESNAT").unwrap_or_default();
+        let randomize =
+            vpc_cni_dataplane::snat::Randomize::parse(&raw_randomize).ok_or_else(|| {
+                SettingsError::Invalid {
                     var: "AWS_VPC_K8S_CNI_RANDOMIZESNAT".into(),
-                    value: other.into(),
+                    value: raw_randomize.clone(),
                     expected: "prng (default), hashrandom or none".into(),
-                });
-            }
-        };
+                }
+            })?;
         Ok(HostSettings {
             eni_mtu,
             node_port_support: r.boolean("AWS_VPC_CNI_NODE_PORT_SUPPORT", true)?,

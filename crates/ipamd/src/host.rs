@@ -53,7 +53,7 @@ impl NetlinkHost {
 impl HostOwners for NetlinkHost {
     fn live(&self) -> BoxFut<'_, Result<BTreeMap<Ipv4Addr, String>, String>> {
         Box::pin(async {
-            vpc_cni_dataplane::owners::pod_routes(&self.handle, "")
+            vpc_cni_dataplane::owners::pod_routes(&self.handle)
                 .await
                 .map_err(|e| e.to_string())
         })

@@ -382,10 +382,7 @@ impl<C: Cloud> vpccni::pod_addresses_server::PodAddresses for Service<C> {
         )?;
         let k = key(&r.network_name, &r.container_id, &r.if_name);
         let node = self.shared.lock();
-        let ip = node
-            .ds
-            .lookup(&k)
-            .or_else(|| node.ds.held().find(|(_, h)| h.key == k).map(|(ip, _)| ip));
+        let ip = node.ds.address_of(&k);
         Ok(Response::new(CheckNetworkReply {
             assigned: ip.is_some(),
             i_pv4_addr: ip.map(|ip| ip.to_string()).unwrap_or_default(),

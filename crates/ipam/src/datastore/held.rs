@@ -99,14 +99,22 @@ impl Datastore {
         }
     }
 
+    /// The address `key` holds, assigned or kept aside.
+    pub fn address_of(&self, key: &IpamKey) -> Option<Ipv4Addr> {
+        self.lookup(key).or_else(|| self.held_by(key))
+    }
+
+    fn held_by(&self, key: &IpamKey) -> Option<Ipv4Addr> {
+        self.held
+            .iter()
+            .find(|(_, h)| &h.key == key || h.key == key.migrated())
+            .map(|(ip, _)| *ip)
+    }
+
     /// Release an aside address by its key (DEL of a pod whose address no ENI carries). No
     /// cooldown: the address is not in the pool.
     pub(super) fn release_held(&mut self, key: &IpamKey) -> Option<Released> {
-        let ip = self
-            .held
-            .iter()
-            .find(|(_, h)| &h.key == key || h.key == key.migrated())
-            .map(|(ip, _)| *ip)?;
+        let ip = self.held_by(key)?;
         let h = self.held.remove(&ip)?;
         Some(Released {
             ip,
