@@ -6,7 +6,11 @@ use vpc_cni_ipam::{Datastore, EniSpec, Time};
 use vpc_cni_ipamd::checkpoint::{CheckpointFile, restore};
 
 fuzz_target!(|data: &[u8]| {
-    let dir = std::env::temp_dir().join(format!("vpc-cni-fuzz-ckpt-{}", std::process::id()));
+    // A memory file system when there is one: the reader and writer (fsync included) run for
+    // real, ten times faster than on disk.
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let dir = base.join(format!("vpc-cni-fuzz-ckpt-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let file = CheckpointFile::new(dir.join("ipam.json"));
     if std::fs::write(file.path(), data).is_err() {

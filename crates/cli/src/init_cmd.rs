@@ -66,8 +66,6 @@ fn install_plugin(args: &Args) -> anyhow::Result<PathBuf> {
     let bytes = std::fs::read(&src).with_context(|| {
         format!("reading the plugin {} (build it with `cargo build --release -p aws-cni` or pass --plugin)", src.display())
     })?;
-    std::fs::create_dir_all(&args.cni_bin_dir)
-        .with_context(|| format!("creating {}", args.cni_bin_dir.display()))?;
     let dst = args.cni_bin_dir.join("aws-cni");
     write_atomic(&dst, &bytes, 0o755)?;
     Ok(dst)
@@ -166,6 +164,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Every variable is checked before anything is installed or waited for.
     let mut params = ConflistParams::from_lookup(|k| std::env::var(k).ok())?;
     let disable_demux = go_bool_env("DISABLE_TCP_EARLY_DEMUX")?;
+    // Both directories too: a configuration directory that cannot be written would otherwise
+    // be found only after the wait for ipamd.
+    for (dir, var) in [
+        (&args.cni_bin_dir, "HOST_CNI_BIN_PATH (--cni-bin-dir)"),
+        (&args.cni_conf_dir, "HOST_CNI_CONFDIR_PATH (--cni-conf-dir)"),
+    ] {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{var}={}: cannot create the directory", dir.display()))?;
+    }
     let dst = install_plugin(&args)?;
     eprintln!("installed {}", dst.display());
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -186,8 +193,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             params.plugin_log_file = dir.join("plugin.log").display().to_string();
         }
     }
-    std::fs::create_dir_all(&args.cni_conf_dir)
-        .with_context(|| format!("creating {}", args.cni_conf_dir.display()))?;
     let conf = args.cni_conf_dir.join("10-aws.conflist");
     let text = serde_json::to_string_pretty(&render(&params))?;
     write_atomic(&conf, format!("{text}\n").as_bytes(), 0o644)?;

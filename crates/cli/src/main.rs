@@ -80,8 +80,42 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render_error(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error and its causes joined by ": ", leaving out a cause whose text the message already
+/// carries (many library errors print their source in their own message).
+fn render_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_error;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::other("Address already in use");
+        let e = anyhow::Error::new(io).context("binding introspection: Address already in use");
+        assert_eq!(
+            render_error(&e),
+            "binding introspection: Address already in use"
+        );
+        let e = anyhow::anyhow!("port taken").context("starting the daemon");
+        assert_eq!(render_error(&e), "starting the daemon: port taken");
     }
 }

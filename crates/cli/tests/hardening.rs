@@ -350,6 +350,32 @@ fn init_refuses_bad_variables_before_installing_anything() {
 }
 
 #[test]
+fn init_names_the_directory_variable_it_cannot_use() {
+    for var in ["HOST_CNI_BIN_PATH", "HOST_CNI_CONFDIR_PATH"] {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where a directory is expected: creating under it fails for root too.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+            .args(["init", "--wait-timeout", "1", "--skip-sysctls"])
+            .arg("--socket")
+            .arg(dir.path().join("none.sock"))
+            .env("HOST_CNI_BIN_PATH", dir.path().join("bin"))
+            .env("HOST_CNI_CONFDIR_PATH", dir.path().join("net.d"))
+            .env(var, file.join("sub"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{var}: {err}");
+        assert!(err.contains(&format!("{var} (")), "{var} named: {err}");
+        assert!(
+            !dir.path().join("bin/aws-cni").exists(),
+            "nothing installed"
+        );
+    }
+}
+
+#[test]
 fn introspection_binds_upstreams_unix_form_and_localhost() {
     let dir = tempfile::tempdir().unwrap();
     let intro = dir.path().join("intro.sock");

@@ -275,15 +275,16 @@ impl Vpc {
         })
     }
 
-    /// What IMDS shows for an instance at `now`: attached interfaces older than the IMDS lag
-    /// (plus any injected staleness), device order.
+    /// What IMDS shows for an instance at `now`: the primary interface (there since boot, as the
+    /// instance's own `mac` is) and attached interfaces older than the IMDS lag (plus any
+    /// injected staleness), device order.
     pub fn imds_interfaces(&self, instance_id: &str, now: Time) -> Vec<ImdsInterface> {
         let lag = Duration::from_millis(self.latency.imds_lag_ms + self.faults.imds_extra_lag_ms);
         self.attached(instance_id)
             .filter(|e| {
                 e.attachment
                     .as_ref()
-                    .is_some_and(|a| now.since(a.at) >= lag)
+                    .is_some_and(|a| a.device_index == 0 || now.since(a.at) >= lag)
             })
             .map(|e| {
                 let a = e.attachment.as_ref().expect("attached");
