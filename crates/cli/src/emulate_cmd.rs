@@ -17,6 +17,18 @@ use crate::common::DataArgs;
 ///
 /// The simulated VPC's throttling (AWS's token buckets), latencies (--latency-scale) and faults
 /// (--error-rate, --throttle-rate) apply. Runs until SIGTERM or Ctrl-C.
+///
+/// With --kubernetes it also serves the part of the Kubernetes API vpc-cni uses (discovery,
+/// /version, nodes, pods, events, CRDs with ENIConfig and CNINode; get, list, watch, create,
+/// update, patch, delete; bearer-token auth) on --k8s-addr, registers one Node per simulated
+/// instance (named after its private DNS name, capacity.pods from the max-pods table, as
+/// kubelet does) and writes a kubeconfig for kubectl and other clients:
+///
+///   vpc-cni emulate --kubernetes --kubeconfig /tmp/emu.kubeconfig &
+///   KUBECONFIG=/tmp/emu.kubeconfig kubectl get nodes
+///
+/// Faults of the Kubernetes side: PUT /_emulator/faults {"error_rate":0.2,"latency_ms":50,
+/// "conflicts":1,"unauthorized":false} (with the token).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Instance type of a simulated instance; repeat for several instances.
@@ -55,6 +67,22 @@ pub struct Args {
     /// Print the endpoints as one JSON line instead of shell exports.
     #[arg(long, value_enum, default_value = "table")]
     output: crate::common::Output,
+    /// Also serve the Kubernetes API (see above).
+    #[arg(long)]
+    kubernetes: bool,
+    /// Serve only the Kubernetes API: no EC2, no IMDS, no Nodes registered.
+    #[arg(long)]
+    kubernetes_only: bool,
+    /// Kubernetes API listener (loopback only; port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:8790")]
+    k8s_addr: SocketAddr,
+    /// Where to write the kubeconfig (default: vpc-cni-emulator.kubeconfig in the temporary
+    /// directory).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Bearer token clients must present (default: a random one, in the kubeconfig).
+    #[arg(long)]
+    k8s_token: Option<String>,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -64,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (flag, a) in [
         ("--ec2-addr", args.ec2_addr),
         ("--imds-addr", args.imds_addr),
+        ("--k8s-addr", args.k8s_addr),
     ] {
         if !a.ip().is_loopback() {
             bail!(
@@ -101,20 +130,66 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let r = start(&cfg, args.ec2_addr, args.imds_addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("starting the emulator")?;
-        match args.output {
-            crate::common::Output::Json => {
+        let k8s = if args.kubernetes || args.kubernetes_only {
+            Some(crate::emulate_k8s::start(&args.k8s_addr, args.kubeconfig.clone(), args.k8s_token.clone()).await?)
+        } else {
+            None
+        };
+        let mut k8s = k8s;
+        let r = if args.kubernetes_only {
+            None
+        } else {
+            let r = start(&cfg, args.ec2_addr, args.imds_addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("starting the emulator")?;
+            if let Some(k) = k8s.as_mut() {
+                crate::emulate_k8s::register_nodes(k, &r, &table, &args.region)?;
+            }
+            Some(r)
+        };
+        print_endpoints(&args, r.as_ref(), k8s.as_ref());
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        let _keep = (r, k8s);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(())
+    })
+}
+
+/// The endpoints, as shell exports or one JSON line.
+fn print_endpoints(
+    args: &Args,
+    r: Option<&vpc_cni_emulator::Running>,
+    k8s: Option<&crate::emulate_k8s::K8s>,
+) {
+    let k8s_json = k8s.map(|k| {
+        serde_json::json!({"server": k.run.url(), "kubeconfig": k.kubeconfig.display().to_string(),
+                           "token": k.token, "nodes": k.nodes.clone()})
+    });
+    match args.output {
+        crate::common::Output::Json => {
+            let mut doc = serde_json::json!({"region": args.region});
+            if let Some(r) = r {
                 let imds: Vec<_> = r
                     .imds
                     .iter()
                     .map(|(id, a)| serde_json::json!({"instance_id": id, "endpoint": format!("http://{a}")}))
                     .collect();
-                println!("{}", serde_json::json!({"ec2": format!("http://{}", r.ec2), "imds": imds, "region": args.region}));
+                doc["ec2"] = serde_json::json!(format!("http://{}", r.ec2));
+                doc["imds"] = serde_json::json!(imds);
             }
-            crate::common::Output::Table => {
+            if let Some(k) = k8s_json {
+                doc["kubernetes"] = k;
+            }
+            println!("{doc}");
+        }
+        crate::common::Output::Table => {
+            if let Some(r) = r {
                 println!("EC2:  http://{}", r.ec2);
                 for (id, a) in &r.imds {
                     println!("IMDS: http://{a}  ({id})");
@@ -124,14 +199,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     println!("export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://{a}");
                 }
             }
+            if let Some(k) = k8s {
+                println!("Kubernetes API: {}  (nodes: {})", k.run.url(), k.nodes.join(", "));
+                println!("export KUBECONFIG={}", k.kubeconfig.display());
+                if let Some(n) = k.nodes.first() {
+                    println!("export MY_NODE_NAME={n}");
+                }
+            }
         }
-        use std::io::Write;
-        std::io::stdout().flush()?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        Ok(())
-    })
+    }
 }

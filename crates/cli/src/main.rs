@@ -3,6 +3,7 @@
 mod common;
 mod daemon_cmd;
 mod emulate_cmd;
+mod emulate_k8s;
 mod init_cmd;
 mod inspect_cmd;
 #[cfg(feature = "aws")]
