@@ -131,7 +131,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let k8s = if args.kubernetes || args.kubernetes_only {
-            Some(crate::emulate_k8s::start(&args.k8s_addr, args.kubeconfig.clone(), args.k8s_token.clone()).await?)
+            Some(
+                crate::emulate_k8s::start(
+                    &args.k8s_addr,
+                    args.kubeconfig.clone(),
+                    args.k8s_token.clone(),
+                )
+                .await?,
+            )
         } else {
             None
         };
@@ -194,13 +201,20 @@ fn print_endpoints(
                 for (id, a) in &r.imds {
                     println!("IMDS: http://{a}  ({id})");
                 }
-                println!("\nexport AWS_ENDPOINT_URL_EC2=http://{} AWS_REGION={} AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator", r.ec2, args.region);
+                println!(
+                    "\nexport AWS_ENDPOINT_URL_EC2=http://{} AWS_REGION={} AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator",
+                    r.ec2, args.region
+                );
                 if let Some((_, a)) = r.imds.first() {
                     println!("export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://{a}");
                 }
             }
             if let Some(k) = k8s {
-                println!("Kubernetes API: {}  (nodes: {})", k.run.url(), k.nodes.join(", "));
+                println!(
+                    "Kubernetes API: {}  (nodes: {})",
+                    k.run.url(),
+                    k.nodes.join(", ")
+                );
                 println!("export KUBECONFIG={}", k.kubeconfig.display());
                 if let Some(n) = k.nodes.first() {
                     println!("export MY_NODE_NAME={n}");

@@ -45,7 +45,8 @@ pub async fn start(
     let run = vpc_cni_kubemu::start(*addr, &token)
         .await
         .with_context(|| format!("--k8s-addr {addr}: cannot listen"))?;
-    let path = kubeconfig.unwrap_or_else(|| std::env::temp_dir().join("vpc-cni-emulator.kubeconfig"));
+    let path =
+        kubeconfig.unwrap_or_else(|| std::env::temp_dir().join("vpc-cni-emulator.kubeconfig"));
     let text = run.kubeconfig(&token);
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -94,7 +95,11 @@ pub fn register_nodes(
     let pods = store.find("", "v1", "pods").expect("built in");
     for (n, i) in instances.iter().enumerate() {
         let t = table.get(&i.instance_type)?;
-        let max = raw_max_pods(t.limits.eni_limit, t.limits.ipv4_limit, Formula::SecondaryIp);
+        let max = raw_max_pods(
+            t.limits.eni_limit,
+            t.limits.ipv4_limit,
+            Formula::SecondaryIp,
+        );
         let name = node_name(i.local_ipv4, region);
         let node = json!({
             "metadata": {"name": name, "labels": {
@@ -106,14 +111,18 @@ pub fn register_nodes(
             "status": {"capacity": {"pods": max.to_string()}, "allocatable": {"pods": max.to_string()},
                        "addresses": [{"type": "InternalIP", "address": i.local_ipv4.to_string()}]}
         });
-        store.create(&nodes, "", node).map_err(|e| anyhow::anyhow!("{e}"))?;
+        store
+            .create(&nodes, "", node)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let pod = json!({
             "metadata": {"name": format!("aws-node-{n}"), "namespace": "kube-system",
                          "labels": {"k8s-app": "aws-node"}},
             "spec": {"nodeName": name, "hostNetwork": true,
                      "containers": [{"name": "aws-node", "image": "vpc-cni-rs"}]}
         });
-        store.create(&pods, "kube-system", pod).map_err(|e| anyhow::anyhow!("{e}"))?;
+        store
+            .create(&pods, "kube-system", pod)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         k.nodes.push(name);
     }
     Ok(())

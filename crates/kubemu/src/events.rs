@@ -15,7 +15,15 @@ pub fn to_core(mut e: Value) -> Value {
             c.insert(to.into(), v);
         }
     };
-    for k in ["metadata", "reason", "type", "action", "eventTime", "series", "related"] {
+    for k in [
+        "metadata",
+        "reason",
+        "type",
+        "action",
+        "eventTime",
+        "series",
+        "related",
+    ] {
         take(k, k);
     }
     take("regarding", "involvedObject");
@@ -40,7 +48,10 @@ pub fn to_core(mut e: Value) -> Value {
         }
     }
     if !c.contains_key("count") {
-        let n = c.get("series").and_then(|s| s["count"].as_u64()).unwrap_or(1);
+        let n = c
+            .get("series")
+            .and_then(|s| s["count"].as_u64())
+            .unwrap_or(1);
         c.insert("count".into(), json!(n));
     }
     c.insert("apiVersion".into(), json!("v1"));
@@ -59,7 +70,15 @@ pub fn from_core(mut c: Value) -> Value {
             e.insert(to.into(), v);
         }
     };
-    for k in ["metadata", "reason", "type", "action", "eventTime", "series", "related"] {
+    for k in [
+        "metadata",
+        "reason",
+        "type",
+        "action",
+        "eventTime",
+        "series",
+        "related",
+    ] {
         take(k, k);
     }
     take("involvedObject", "regarding");

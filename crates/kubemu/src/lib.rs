@@ -47,9 +47,9 @@ pub async fn start(addr: SocketAddr, token: &str) -> std::io::Result<Running> {
     let id = tls::identity().map_err(std::io::Error::other)?;
     let shared = Shared::new(token);
     let s = shared.clone();
-    let router = axum::Router::new().fallback(
-        move |method, uri, headers, body| server::handle(s.clone(), method, uri, headers, body),
-    );
+    let router = axum::Router::new().fallback(move |method, uri, headers, body| {
+        server::handle(s.clone(), method, uri, headers, body)
+    });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(tls::serve(listener, id.config, router));

@@ -32,7 +32,11 @@ pub fn root(all: &[Resource], rv: u64) -> Value {
 pub fn document(all: &[Resource], gv: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
     for r in all.iter().filter(|r| gv_path(r) == gv) {
-        let ns = if r.namespaced { "namespaces/{namespace}/" } else { "" };
+        let ns = if r.namespaced {
+            "namespaces/{namespace}/"
+        } else {
+            ""
+        };
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let params = json!([
             {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
@@ -42,11 +46,16 @@ pub fn document(all: &[Resource], gv: &str) -> Option<Value> {
         let op = json!({"operationId": format!("patch{}", r.kind), "parameters": params,
                         "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk,
                         "responses": {"200": {"description": "OK"}}});
-        paths.insert(format!("/{gv}/{ns}{}/{{name}}", r.plural), json!({"patch": op}));
+        paths.insert(
+            format!("/{gv}/{ns}{}/{{name}}", r.plural),
+            json!({"patch": op}),
+        );
     }
     if paths.is_empty() {
         return None;
     }
-    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
-                "paths": paths, "components": {"schemas": {}}}))
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
+                "paths": paths, "components": {"schemas": {}}}),
+    )
 }

@@ -65,10 +65,16 @@ pub fn strategic(target: &mut Value, patch: &Value) {
 
 /// RFC 6902 (add, remove, replace, test, move, copy).
 pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
-    let ops = ops.as_array().ok_or("a JSON patch is an array of operations")?;
+    let ops = ops
+        .as_array()
+        .ok_or("a JSON patch is an array of operations")?;
     for (i, op) in ops.iter().enumerate() {
-        let kind = op["op"].as_str().ok_or(format!("operation {i}: op missing"))?;
-        let path = op["path"].as_str().ok_or(format!("operation {i}: path missing"))?;
+        let kind = op["op"]
+            .as_str()
+            .ok_or(format!("operation {i}: op missing"))?;
+        let path = op["path"]
+            .as_str()
+            .ok_or(format!("operation {i}: path missing"))?;
         match kind {
             "add" | "replace" => set(target, path, op["value"].clone(), kind == "add")?,
             "remove" => {
@@ -80,11 +86,16 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
                 }
             }
             "move" | "copy" => {
-                let from = op["from"].as_str().ok_or(format!("operation {i}: from missing"))?;
+                let from = op["from"]
+                    .as_str()
+                    .ok_or(format!("operation {i}: from missing"))?;
                 let v = if kind == "move" {
                     take(target, from)?
                 } else {
-                    target.pointer(from).cloned().ok_or(format!("{from}: not found"))?
+                    target
+                        .pointer(from)
+                        .cloned()
+                        .ok_or(format!("{from}: not found"))?
                 };
                 set(target, path, v, true)?;
             }
@@ -95,7 +106,9 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
 }
 
 fn split(path: &str) -> Result<(String, String), String> {
-    let (parent, last) = path.rsplit_once('/').ok_or(format!("{path}: not a JSON pointer"))?;
+    let (parent, last) = path
+        .rsplit_once('/')
+        .ok_or(format!("{path}: not a JSON pointer"))?;
     Ok((parent.into(), last.replace("~1", "/").replace("~0", "~")))
 }
 
@@ -128,7 +141,9 @@ fn take(target: &mut Value, path: &str) -> Result<Value, String> {
         Some(Value::Object(m)) => m.remove(&key).ok_or(format!("{path}: not found")),
         Some(Value::Array(a)) => {
             let i: usize = key.parse().map_err(|_| format!("{path}: bad index"))?;
-            (i < a.len()).then(|| a.remove(i)).ok_or(format!("{path}: index out of range"))
+            (i < a.len())
+                .then(|| a.remove(i))
+                .ok_or(format!("{path}: index out of range"))
         }
         _ => Err(format!("{parent}: not found")),
     }
@@ -153,7 +168,10 @@ mod tests {
             &mut t,
             &json!({"metadata": {"labels": {"a": null, "c": "3"}}, "spec": {"$retainKeys": ["x"], "x": 5}}),
         );
-        assert_eq!(t, json!({"metadata": {"labels": {"b": "2", "c": "3"}}, "spec": {"x": 5}}));
+        assert_eq!(
+            t,
+            json!({"metadata": {"labels": {"b": "2", "c": "3"}}, "spec": {"x": 5}})
+        );
         strategic(&mut t, &json!({"spec": {"$patch": "delete"}}));
         assert_eq!(t, json!({"metadata": {"labels": {"b": "2", "c": "3"}}}));
     }
@@ -174,6 +192,12 @@ mod tests {
         .unwrap();
         assert_eq!(t, json!({"a": {"b": [0, 3], "c/d": "x"}}));
         assert!(json_patch(&mut t, &json!([{"op": "remove", "path": "/nope"}])).is_err());
-        assert!(json_patch(&mut t, &json!([{"op": "test", "path": "/a/b/0", "value": 9}])).is_err());
+        assert!(
+            json_patch(
+                &mut t,
+                &json!([{"op": "test", "path": "/a/b/0", "value": 9}])
+            )
+            .is_err()
+        );
     }
 }

@@ -73,7 +73,11 @@ impl Resource {
         }
         r.short_names = spec["names"]["shortNames"]
             .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         r.status = v["subresources"]["status"].is_object();
         Ok(r)
@@ -139,13 +143,7 @@ pub fn resource_list(all: &[Resource], group: &str, version: &str) -> Option<Val
         return None;
     }
     let verbs = json!([
-        "create",
-        "delete",
-        "get",
-        "list",
-        "patch",
-        "update",
-        "watch"
+        "create", "delete", "get", "list", "patch", "update", "watch"
     ]);
     let mut resources = Vec::new();
     for r in &mine {
@@ -219,7 +217,10 @@ mod tests {
     fn a_crd_without_a_group_is_refused_naming_the_field() {
         let mut crd = cninode_crd();
         crd["spec"]["group"] = json!("");
-        assert_eq!(Resource::from_crd(&crd).unwrap_err(), "spec.group: required");
+        assert_eq!(
+            Resource::from_crd(&crd).unwrap_err(),
+            "spec.group: required"
+        );
     }
 
     #[test]
@@ -235,9 +236,19 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["apiextensions.k8s.io", "events.k8s.io", "vpcresources.k8s.aws"]
+            [
+                "apiextensions.k8s.io",
+                "events.k8s.io",
+                "vpcresources.k8s.aws"
+            ]
         );
         let core = resource_list(&all, "", "v1").unwrap();
-        assert!(core["resources"].as_array().unwrap().iter().any(|r| r["name"] == "nodes/status"));
+        assert!(
+            core["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "nodes/status")
+        );
     }
 }

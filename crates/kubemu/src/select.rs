@@ -37,7 +37,10 @@ fn terms(s: &str) -> Vec<&str> {
         }
     }
     out.push(&s[start..]);
-    out.into_iter().map(str::trim).filter(|t| !t.is_empty()).collect()
+    out.into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 fn set_values(rest: &str, term: &str) -> Result<Vec<String>, String> {
@@ -68,14 +71,19 @@ impl Selector {
             } else if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
                 Req::Eq(k.trim().into(), v.trim().into())
             } else if fields {
-                return Err(format!("field selector term {t:?}: expected path=value or path!=value"));
+                return Err(format!(
+                    "field selector term {t:?}: expected path=value or path!=value"
+                ));
             } else if let Some(k) = t.strip_prefix('!') {
                 Req::Absent(k.trim().into())
             } else if let Some((k, rest)) = t.split_once(" notin ") {
                 Req::NotIn(k.trim().into(), set_values(rest, t)?)
             } else if let Some((k, rest)) = t.split_once(" in ") {
                 Req::In(k.trim().into(), set_values(rest, t)?)
-            } else if t.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            } else if t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 Req::Exists(t.into())
             } else {
                 return Err(format!("label selector term {t:?} is not understood"));
@@ -85,7 +93,9 @@ impl Selector {
                 Req::In(k, _) | Req::NotIn(k, _) => k,
             };
             let key_ok = !key.is_empty()
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
             if !key_ok {
                 return Err(format!("selector term {t:?}: {key:?} is not a valid key"));
             }

@@ -145,9 +145,11 @@ pub async fn handle(
         (&Method::PUT | &Method::PATCH | &Method::DELETE, Some(_)) => {
             write(&s, &target, &method, &headers, &body)
         }
-        _ => error(&ApiError::new(405, "MethodNotAllowed", format!(
-            "{method} is not supported on {path}"
-        ))),
+        _ => error(&ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported on {path}"),
+        )),
     }
 }
 
@@ -157,7 +159,11 @@ fn strip_names(path: &str) -> String {
     let mut out = Vec::new();
     for (i, s) in segs.iter().enumerate() {
         let after_plural = i >= 2 && !["api", "apis", "namespaces"].contains(&segs[i - 1]);
-        out.push(if after_plural && i + 1 == segs.len() && i > 3 { "{name}" } else { s });
+        out.push(if after_plural && i + 1 == segs.len() && i > 3 {
+            "{name}"
+        } else {
+            s
+        });
     }
     out.join("/")
 }
@@ -173,12 +179,19 @@ fn discovery(s: &Shared, path: &str) -> Option<Response> {
     let store = s.store.lock().unwrap();
     let all = store.resources();
     if path == "/openapi/v3" {
-        return Some(json_response(200, &crate::openapi::root(all, store.resource_version())));
+        return Some(json_response(
+            200,
+            &crate::openapi::root(all, store.resource_version()),
+        ));
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
         return Some(match crate::openapi::document(all, gv) {
             Some(doc) => json_response(200, &doc),
-            None => error(&ApiError::new(404, "NotFound", format!("no OpenAPI document for {gv}"))),
+            None => error(&ApiError::new(
+                404,
+                "NotFound",
+                format!("no OpenAPI document for {gv}"),
+            )),
         });
     }
     let doc = match path.split('/').skip(1).collect::<Vec<_>>().as_slice() {
@@ -186,10 +199,22 @@ fn discovery(s: &Shared, path: &str) -> Option<Response> {
                           "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
         ["api", "v1"] => resources::resource_list(all, "", "v1")?,
         ["apis"] => resources::group_list(all),
-        ["apis", g] => resources::group(all, g)
-            .unwrap_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource").status()),
-        ["apis", g, v] => resources::resource_list(all, g, v)
-            .unwrap_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource").status()),
+        ["apis", g] => resources::group(all, g).unwrap_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+            .status()
+        }),
+        ["apis", g, v] => resources::resource_list(all, g, v).unwrap_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+            .status()
+        }),
         _ => return None,
     };
     let code = doc["code"].as_u64().unwrap_or(200) as u16;
@@ -198,7 +223,13 @@ fn discovery(s: &Shared, path: &str) -> Option<Response> {
 
 fn parse_target(store: &Store, path: &str) -> Result<Target, ApiError> {
     let segs: Vec<&str> = path.split('/').skip(1).collect();
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
@@ -232,7 +263,12 @@ fn parse_target(store: &Store, path: &str) -> Result<Target, ApiError> {
 /// Core Events live in events.k8s.io storage.
 fn storage(store: &Store, r: &Resource) -> (Resource, bool) {
     if r.group.is_empty() && r.plural == "events" {
-        (store.find("events.k8s.io", "v1", "events").expect("built in"), true)
+        (
+            store
+                .find("events.k8s.io", "v1", "events")
+                .expect("built in"),
+            true,
+        )
     } else {
         (r.clone(), false)
     }
@@ -269,10 +305,13 @@ fn list(s: &Shared, t: &Target, q: &HashMap<String, String>, h: &HeaderMap) -> R
     if wants_table(h) {
         return json_response(200, &table::table(&t.res, &items, &rv));
     }
-    json_response(200, &json!({
-        "kind": format!("{}List", t.res.kind), "apiVersion": t.res.api_version(),
-        "metadata": {"resourceVersion": rv}, "items": items,
-    }))
+    json_response(
+        200,
+        &json!({
+            "kind": format!("{}List", t.res.kind), "apiVersion": t.res.api_version(),
+            "metadata": {"resourceVersion": rv}, "items": items,
+        }),
+    )
 }
 
 fn read(s: &Shared, t: &Target, name: &str, h: &HeaderMap) -> Response {
@@ -294,7 +333,9 @@ fn read(s: &Shared, t: &Target, name: &str, h: &HeaderMap) -> Response {
 fn content_type(h: &HeaderMap) -> &str {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map_or("application/json", |c| c.split(';').next().unwrap_or(c).trim())
+        .map_or("application/json", |c| {
+            c.split(';').next().unwrap_or(c).trim()
+        })
 }
 
 fn write(s: &Shared, t: &Target, method: &Method, h: &HeaderMap, body: &Bytes) -> Response {
@@ -304,9 +345,11 @@ fn write(s: &Shared, t: &Target, method: &Method, h: &HeaderMap, body: &Bytes) -
         match serde_json::from_slice(body) {
             Ok(v) => Some(v),
             Err(e) => {
-                return error(&ApiError::new(400, "BadRequest", format!(
-                    "the request body is not JSON ({e}); this server speaks JSON only"
-                )));
+                return error(&ApiError::new(
+                    400,
+                    "BadRequest",
+                    format!("the request body is not JSON ({e}); this server speaks JSON only"),
+                ));
             }
         }
     };
@@ -314,11 +357,15 @@ fn write(s: &Shared, t: &Target, method: &Method, h: &HeaderMap, body: &Bytes) -
         let mut f = s.faults.lock().unwrap();
         if f.conflicts > 0 {
             f.conflicts -= 1;
-            return error(&ApiError::new(409, "Conflict", format!(
-                "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again (injected)",
-                t.res.plural,
-                t.name.as_deref().unwrap_or("")
-            )));
+            return error(&ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again (injected)",
+                    t.res.plural,
+                    t.name.as_deref().unwrap_or("")
+                ),
+            ));
         }
     }
     let mut store = s.store.lock().unwrap();
@@ -327,16 +374,29 @@ fn write(s: &Shared, t: &Target, method: &Method, h: &HeaderMap, body: &Bytes) -
     let status = t.sub.is_some();
     let to_store = |v: Value| if core { events::from_core(v) } else { v };
     let result = match (method, &t.name, parsed) {
-        (&Method::POST, None, Some(obj)) => store.create(&res, &ns, to_store(obj)).map(|o| (201, o)),
-        (&Method::PUT, Some(name), Some(obj)) => {
-            store.update(&res, &ns, name, to_store(obj), status).map(|o| (200, o))
+        (&Method::POST, None, Some(obj)) => {
+            store.create(&res, &ns, to_store(obj)).map(|o| (201, o))
         }
-        (&Method::PATCH, Some(name), Some(p)) => {
-            patch_object(&mut store, &res, &ns, name, content_type(h), &p, status, core)
-                .map(|o| (200, o))
-        }
+        (&Method::PUT, Some(name), Some(obj)) => store
+            .update(&res, &ns, name, to_store(obj), status)
+            .map(|o| (200, o)),
+        (&Method::PATCH, Some(name), Some(p)) => patch_object(
+            &mut store,
+            &res,
+            &ns,
+            name,
+            content_type(h),
+            &p,
+            status,
+            core,
+        )
+        .map(|o| (200, o)),
         (&Method::DELETE, Some(name), _) => store.delete(&res, &ns, name).map(|o| (200, o)),
-        _ => Err(ApiError::new(400, "BadRequest", "a request body is required")),
+        _ => Err(ApiError::new(
+            400,
+            "BadRequest",
+            "a request body is required",
+        )),
     };
     match result {
         Ok((code, o)) => json_response(code, &if core { events::to_core(o) } else { o }),
@@ -356,16 +416,24 @@ fn patch_object(
     core: bool,
 ) -> Result<Value, ApiError> {
     let current = store.get(res, ns, name)?;
-    let mut obj = if core { events::to_core(current.clone()) } else { current.clone() };
+    let mut obj = if core {
+        events::to_core(current.clone())
+    } else {
+        current.clone()
+    };
     match ctype {
         "application/merge-patch+json" => patch::merge(&mut obj, p),
         "application/strategic-merge-patch+json" => patch::strategic(&mut obj, p),
         "application/json-patch+json" => patch::json_patch(&mut obj, p)
             .map_err(|e| ApiError::new(422, "Invalid", format!("JSON patch: {e}")))?,
         other => {
-            return Err(ApiError::new(415, "UnsupportedMediaType", format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other})"
-            )));
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other})"
+                ),
+            ));
         }
     }
     let obj = if core { events::from_core(obj) } else { obj };
@@ -383,17 +451,23 @@ async fn watch(s: Arc<Shared>, t: Target, q: &HashMap<String, String>) -> Respon
         .get("timeoutSeconds")
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(Duration::from_secs(1800), Duration::from_secs);
-    let from = q.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0");
+    let from = q
+        .get("resourceVersion")
+        .filter(|v| !v.is_empty() && *v != "0");
     let (rx, backlog, res, core) = {
         let store = s.store.lock().unwrap();
         let (res, core) = storage(&store, &t.res);
         let rx = store.tx.subscribe();
         let backlog = match from.map(|v| v.parse::<u64>()) {
             Some(Ok(rv)) if rv < store.oldest_watchable() => {
-                let gone = ApiError::new(410, "Expired", format!(
-                    "too old resource version: {rv} ({})",
-                    store.oldest_watchable()
-                ));
+                let gone = ApiError::new(
+                    410,
+                    "Expired",
+                    format!(
+                        "too old resource version: {rv} ({})",
+                        store.oldest_watchable()
+                    ),
+                );
                 let line = json!({"type": "ERROR", "object": gone.status()});
                 return stream_response(futures::stream::iter(vec![line]).boxed_lines());
             }
@@ -404,7 +478,11 @@ async fn watch(s: Arc<Shared>, t: Target, q: &HashMap<String, String>) -> Respon
                 .map(|c| (c.rv, c.namespace, c.kind, c.object))
                 .collect::<Vec<_>>(),
             Some(Err(_)) => {
-                return error(&ApiError::new(400, "BadRequest", "resourceVersion: not a number"));
+                return error(&ApiError::new(
+                    400,
+                    "BadRequest",
+                    "resourceVersion: not a number",
+                ));
             }
             None => store
                 .list(&res, t.ns.as_deref())
@@ -417,13 +495,20 @@ async fn watch(s: Arc<Shared>, t: Target, q: &HashMap<String, String>) -> Respon
     let ns = t.ns.clone();
     let key = rkey(&res);
     let keep = move |namespace: &str, o: &Value| {
-        ns.as_deref().is_none_or(|n| n == namespace || n == o["metadata"]["namespace"])
+        ns.as_deref()
+            .is_none_or(|n| n == namespace || n == o["metadata"]["namespace"])
             && labels.matches(o)
             && fields.matches(o)
     };
     let keep = Arc::new(keep);
     let last = backlog.iter().map(|b| b.0).max().unwrap_or(0);
-    let conv = move |o: Value| if core { events::to_core(o) } else { with_type(&res, o) };
+    let conv = move |o: Value| {
+        if core {
+            events::to_core(o)
+        } else {
+            with_type(&res, o)
+        }
+    };
     let conv = Arc::new(conv);
     let (k1, c1) = (keep.clone(), conv.clone());
     let first: Vec<Value> = backlog
@@ -482,23 +567,31 @@ fn stream_response(s: futures::stream::BoxStream<'static, Result<Bytes, Infallib
 /// `/_emulator/faults` (GET, PUT) and `/_emulator/requests` (GET).
 fn admin(s: &Shared, method: &Method, rest: &str, body: &Bytes) -> Response {
     match (method, rest) {
-        (&Method::GET, "/faults") => {
-            json_response(200, &json!(*s.faults.lock().unwrap()))
-        }
+        (&Method::GET, "/faults") => json_response(200, &json!(*s.faults.lock().unwrap())),
         (&Method::PUT, "/faults") => match serde_json::from_slice::<Faults>(body) {
             Ok(f) if (0.0..=1.0).contains(&f.error_rate) => {
                 *s.faults.lock().unwrap() = f.clone();
                 json_response(200, &json!(f))
             }
-            Ok(f) => error(&ApiError::new(400, "BadRequest", format!(
-                "error_rate {}: expected a probability from 0 to 1",
-                f.error_rate
-            ))),
-            Err(e) => error(&ApiError::new(400, "BadRequest", format!(
-                "faults: {e} (fields: error_rate, latency_ms, conflicts, unauthorized)"
-            ))),
+            Ok(f) => error(&ApiError::new(
+                400,
+                "BadRequest",
+                format!(
+                    "error_rate {}: expected a probability from 0 to 1",
+                    f.error_rate
+                ),
+            )),
+            Err(e) => error(&ApiError::new(
+                400,
+                "BadRequest",
+                format!("faults: {e} (fields: error_rate, latency_ms, conflicts, unauthorized)"),
+            )),
         },
         (&Method::GET, "/requests") => json_response(200, &json!(*s.requests.lock().unwrap())),
-        _ => error(&ApiError::new(404, "NotFound", format!("/_emulator{rest}: unknown"))),
+        _ => error(&ApiError::new(
+            404,
+            "NotFound",
+            format!("/_emulator{rest}: unknown"),
+        )),
     }
 }

@@ -169,7 +169,11 @@ impl Store {
     }
 
     fn key(r: &Resource, ns: &str, name: &str) -> Key {
-        (rkey(r), if r.namespaced { ns } else { "" }.into(), name.into())
+        (
+            rkey(r),
+            if r.namespaced { ns } else { "" }.into(),
+            name.into(),
+        )
     }
 
     /// Get one object.
@@ -213,28 +217,40 @@ impl Store {
     /// Create an object (name or generateName; 409 AlreadyExists).
     pub fn create(&mut self, r: &Resource, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
         if !obj.is_object() || !obj["metadata"].is_object() && !obj["metadata"].is_null() {
-            return Err(ApiError::new(400, "BadRequest", "the body is not an object"));
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                "the body is not an object",
+            ));
         }
-        let name = match (obj["metadata"]["name"].as_str(), obj["metadata"]["generateName"].as_str()) {
+        let name = match (
+            obj["metadata"]["name"].as_str(),
+            obj["metadata"]["generateName"].as_str(),
+        ) {
             (Some(n), _) if !n.is_empty() => n.to_string(),
             (_, Some(g)) if !g.is_empty() => {
                 self.serial += 1;
                 format!("{g}{:05x}", self.serial.wrapping_mul(0x9e37) & 0xfffff)
             }
             _ => {
-                return Err(ApiError::new(422, "Invalid", format!(
-                    "{} \"\": metadata.name: Required value: name or generateName is required",
-                    r.kind
-                )));
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!(
+                        "{} \"\": metadata.name: Required value: name or generateName is required",
+                        r.kind
+                    ),
+                ));
             }
         };
         check_name(r, &name)?;
         let key = Self::key(r, ns, &name);
         if self.objects.contains_key(&key) {
-            return Err(ApiError::new(409, "AlreadyExists", format!(
-                "{} \"{name}\" already exists",
-                r.plural
-            )));
+            return Err(ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", r.plural),
+            ));
         }
         let registered = self.register_crd(r, &obj)?;
         self.serial += 1;
@@ -263,14 +279,17 @@ impl Store {
         if r.plural != "customresourcedefinitions" {
             return Ok(None);
         }
-        let res = Resource::from_crd(obj).map_err(|e| {
-            ApiError::new(422, "Invalid", format!("CustomResourceDefinition: {e}"))
-        })?;
+        let res = Resource::from_crd(obj)
+            .map_err(|e| ApiError::new(422, "Invalid", format!("CustomResourceDefinition: {e}")))?;
         let want = format!("{}.{}", res.plural, res.group);
         if obj["metadata"]["name"].as_str() != Some(want.as_str()) {
-            return Err(ApiError::new(422, "Invalid", format!(
-                "CustomResourceDefinition metadata.name: must be spec.names.plural+\".\"+spec.group ({want})"
-            )));
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!(
+                    "CustomResourceDefinition metadata.name: must be spec.names.plural+\".\"+spec.group ({want})"
+                ),
+            ));
         }
         Ok(Some(res))
     }
@@ -285,20 +304,32 @@ impl Store {
         status: bool,
     ) -> Result<Value, ApiError> {
         let key = Self::key(r, ns, name);
-        let old = self.objects.get(&key).ok_or_else(|| ApiError::not_found(r, name))?.clone();
+        let old = self
+            .objects
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(r, name))?
+            .clone();
         if let Some(rv) = obj["metadata"]["resourceVersion"].as_str()
             && Some(rv) != old["metadata"]["resourceVersion"].as_str()
         {
-            return Err(ApiError::new(409, "Conflict", format!(
-                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-                r.plural
-            )));
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                    r.plural
+                ),
+            ));
         }
         if obj["metadata"]["name"].as_str().is_some_and(|n| n != name) {
-            return Err(ApiError::new(400, "BadRequest", format!(
-                "the name of the object ({}) does not match the name on the URL ({name})",
-                obj["metadata"]["name"]
-            )));
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    obj["metadata"]["name"]
+                ),
+            ));
         }
         if let Some(o) = obj.as_object_mut() {
             o.remove("apiVersion");
@@ -336,7 +367,10 @@ impl Store {
     /// Delete an object; it is returned.
     pub fn delete(&mut self, r: &Resource, ns: &str, name: &str) -> Result<Value, ApiError> {
         let key = Self::key(r, ns, name);
-        let mut obj = self.objects.remove(&key).ok_or_else(|| ApiError::not_found(r, name))?;
+        let mut obj = self
+            .objects
+            .remove(&key)
+            .ok_or_else(|| ApiError::not_found(r, name))?;
         self.bump(&mut obj);
         if r.plural == "customresourcedefinitions"
             && let Ok(res) = Resource::from_crd(&obj)
@@ -369,10 +403,14 @@ fn check_name(r: &Resource, name: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::new(422, "Invalid", format!(
-            "{} \"{name}\" is invalid: metadata.name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-            r.kind
-        )))
+        Err(ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "{} \"{name}\" is invalid: metadata.name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+                r.kind
+            ),
+        ))
     }
 }
 
@@ -391,11 +429,16 @@ fn node_rules(r: &Resource, obj: &mut Value) {
         return;
     }
     let cordoned = obj["spec"]["unschedulable"].as_bool().unwrap_or(false);
-    let taints = obj["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    let taints = obj["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let has = taints.iter().any(|t| t["key"] == UNSCHEDULABLE_TAINT);
     if cordoned && !has {
         let mut t = taints;
-        t.push(json!({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule", "timeAdded": now_rfc3339()}));
+        t.push(
+            json!({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule", "timeAdded": now_rfc3339()}),
+        );
         obj["spec"]["taints"] = json!(t);
     } else if !cordoned && has {
         let t: Vec<Value> = taints
@@ -422,7 +465,8 @@ mod tests {
     fn cordon_adds_the_taint_and_uncordon_removes_it() {
         let mut s = Store::new();
         let r = nodes(&s);
-        s.create(&r, "", json!({"metadata": {"name": "n1"}, "spec": {}})).unwrap();
+        s.create(&r, "", json!({"metadata": {"name": "n1"}, "spec": {}}))
+            .unwrap();
         let mut n = s.get(&r, "", "n1").unwrap();
         n["spec"]["unschedulable"] = json!(true);
         let n = s.update(&r, "", "n1", n, false).unwrap();
@@ -439,18 +483,30 @@ mod tests {
     #[test]
     fn a_crd_registers_its_kind_and_deleting_it_drops_its_objects() {
         let mut s = Store::new();
-        let crd = s.find("apiextensions.k8s.io", "v1", "customresourcedefinitions").unwrap();
+        let crd = s
+            .find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .unwrap();
         let mut eni = cninode_crd();
         eni["metadata"]["name"] = json!("eniconfigs.crd.k8s.amazonaws.com");
         eni["spec"]["group"] = json!("crd.k8s.amazonaws.com");
         eni["spec"]["names"] = json!({"kind": "ENIConfig", "plural": "eniconfigs"});
         s.create(&crd, "", eni).unwrap();
-        let r = s.find("crd.k8s.amazonaws.com", "v1alpha1", "eniconfigs").unwrap();
-        s.create(&r, "", json!({"metadata": {"name": "us-east-1a"}, "spec": {"subnet": "s"}}))
+        let r = s
+            .find("crd.k8s.amazonaws.com", "v1alpha1", "eniconfigs")
             .unwrap();
+        s.create(
+            &r,
+            "",
+            json!({"metadata": {"name": "us-east-1a"}, "spec": {"subnet": "s"}}),
+        )
+        .unwrap();
         assert_eq!(s.list(&r, None).len(), 1);
-        s.delete(&crd, "", "eniconfigs.crd.k8s.amazonaws.com").unwrap();
-        assert!(s.find("crd.k8s.amazonaws.com", "v1alpha1", "eniconfigs").is_none());
+        s.delete(&crd, "", "eniconfigs.crd.k8s.amazonaws.com")
+            .unwrap();
+        assert!(
+            s.find("crd.k8s.amazonaws.com", "v1alpha1", "eniconfigs")
+                .is_none()
+        );
         assert!(s.list(&r, None).is_empty());
     }
 
@@ -458,8 +514,12 @@ mod tests {
     fn status_changes_only_through_the_subresource() {
         let mut s = Store::new();
         let r = nodes(&s);
-        s.create(&r, "", json!({"metadata": {"name": "n"}, "status": {"capacity": {"pods": "20"}}}))
-            .unwrap();
+        s.create(
+            &r,
+            "",
+            json!({"metadata": {"name": "n"}, "status": {"capacity": {"pods": "20"}}}),
+        )
+        .unwrap();
         let mut n = s.get(&r, "", "n").unwrap();
         n["status"]["capacity"]["pods"] = json!("30");
         let kept = s.update(&r, "", "n", n.clone(), false).unwrap();
@@ -473,11 +533,18 @@ mod tests {
         let mut s = Store::new();
         let r = s.find("", "v1", "pods").unwrap();
         for i in 0..(LOG_LEN + 10) {
-            s.create(&r, "default", json!({"metadata": {"name": format!("p{i}")}})).unwrap();
+            s.create(
+                &r,
+                "default",
+                json!({"metadata": {"name": format!("p{i}")}}),
+            )
+            .unwrap();
         }
         assert!(s.oldest_watchable() > 10);
         assert_eq!(s.changes_since(s.resource_version() - 3).len(), 3);
-        let e = s.create(&r, "default", json!({"metadata": {"name": "Bad_Name"}})).unwrap_err();
+        let e = s
+            .create(&r, "default", json!({"metadata": {"name": "Bad_Name"}}))
+            .unwrap_err();
         assert_eq!(e.code, 422);
         assert!(now_rfc3339().ends_with('Z'));
     }

@@ -34,7 +34,10 @@ pub fn table(r: &Resource, items: &[Value], rv: &str) -> Value {
                     &o["regarding"]
                 };
                 json!([
-                    o["lastTimestamp"].as_str().or(o["eventTime"].as_str()).unwrap_or(""),
+                    o["lastTimestamp"]
+                        .as_str()
+                        .or(o["eventTime"].as_str())
+                        .unwrap_or(""),
                     o["type"],
                     o["reason"],
                     format!(
@@ -46,7 +49,15 @@ pub fn table(r: &Resource, items: &[Value], rv: &str) -> Value {
                 ])
             } else if nodes {
                 let cordoned = o["spec"]["unschedulable"].as_bool().unwrap_or(false);
-                json!([m["name"], if cordoned { "SchedulingDisabled" } else { "Ready" }, m["creationTimestamp"]])
+                json!([
+                    m["name"],
+                    if cordoned {
+                        "SchedulingDisabled"
+                    } else {
+                        "Ready"
+                    },
+                    m["creationTimestamp"]
+                ])
             } else {
                 json!([m["name"], m["creationTimestamp"]])
             };
