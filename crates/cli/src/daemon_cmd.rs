@@ -89,6 +89,14 @@ pub struct Args {
     /// reconciliation).
     #[arg(long, default_value_t = 300_000, hide = true)]
     stale_grace_ms: u64,
+    /// Kubernetes: this kubeconfig (else KUBECONFIG, else the in-cluster service account; none
+    /// of them: no Kubernetes, max pods from the instance table). MY_NODE_NAME names the Node;
+    /// CLUSTER_ENDPOINT replaces the server; ANNOTATE_POD_IP, VPC_CNI_STARTUP_TAINT apply.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// How long to wait for an optional API server before starting without it (upstream 30 s).
+    #[arg(long, default_value_t = 30_000, hide = true)]
+    k8s_wait_ms: u64,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -183,6 +191,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     init_logging(&default_log)?;
     let table = args.data.table()?;
+    let ks = crate::daemon_kube::settings(cfg.max_pods.is_some())?;
+    let kube = KubeArgs {
+        kubeconfig: args.kubeconfig.clone(),
+        wait: std::time::Duration::from_millis(args.k8s_wait_ms),
+        settings: ks,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -193,7 +207,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "--cloud aws: this vpc-cni was built without the `aws` feature (cargo build --release -p vpc-cni)"
         );
         #[cfg(feature = "aws")]
-        return run_aws(rt, cfg, table);
+        return run_aws(rt, cfg, table, kube);
     }
     let instance = table.get(&args.instance_type)?.clone();
     let state = match (args.sim_ephemeral, args.sim_state) {
@@ -213,7 +227,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             state.as_deref(),
         )?
         .with_subnet_discovery(cfg.settings.subnet_discovery);
+        let plan = kube.connect(&cfg.version).await?;
         let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
+        crate::daemon_kube::install(&shared, plan, kube.settings);
         vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
         Ok(())
     });
@@ -222,12 +238,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     r
 }
 
+/// The Kubernetes part of the arguments.
+struct KubeArgs {
+    kubeconfig: Option<PathBuf>,
+    wait: std::time::Duration,
+    settings: vpc_cni_ipamd::kube::KubeSettings,
+}
+
+impl KubeArgs {
+    async fn connect(&self, version: &str) -> anyhow::Result<crate::daemon_kube::Plan> {
+        crate::daemon_kube::connect(self.kubeconfig.clone(), &self.settings, version, self.wait)
+            .await
+    }
+}
+
 /// `--cloud aws`: the daemon over EC2 and IMDS, with the hourly leak sweep.
 #[cfg(feature = "aws")]
 fn run_aws(
     rt: tokio::runtime::Runtime,
     cfg: DaemonConfig,
     table: vpc_cni_limits::LimitsTable,
+    kube: KubeArgs,
 ) -> anyhow::Result<()> {
     let opts = aws_options(&cfg)?;
     let r = rt.block_on(async move {
@@ -238,7 +269,9 @@ fn run_aws(
             if !cfg.disable_leaked_eni_cleanup {
                 tokio::spawn(leak_sweep_loop(cloud.clone()));
             }
+            let plan = kube.connect(&cfg.version).await?;
             let shared = vpc_cni_ipamd::init(cfg, cloud, &table).await?;
+            crate::daemon_kube::install(&shared, plan, kube.settings);
             vpc_cni_ipamd::serve(shared, shutdown_signal()).await?;
             Ok(())
     });

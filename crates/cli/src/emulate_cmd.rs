@@ -67,6 +67,10 @@ pub struct Args {
     /// Print the endpoints as one JSON line instead of shell exports.
     #[arg(long, value_enum, default_value = "table")]
     output: crate::common::Output,
+    /// Refuse this EC2 action with UnauthorizedOperation, as a missing IAM permission does
+    /// (e.g. --deny-action CreateNetworkInterface); repeat for several.
+    #[arg(long, value_name = "ACTION")]
+    deny_action: Vec<String>,
     /// Also serve the Kubernetes API (see above).
     #[arg(long)]
     kubernetes: bool,
@@ -83,6 +87,10 @@ pub struct Args {
     /// Bearer token clients must present (default: a random one, in the kubeconfig).
     #[arg(long)]
     k8s_token: Option<String>,
+    /// Keep the Kubernetes API's certificate and key here (tls.crt, tls.key), reused when
+    /// present: a restarted emulator with the same --k8s-token keeps kubeconfigs valid.
+    #[arg(long, value_name = "DIR")]
+    k8s_tls_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -136,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     &args.k8s_addr,
                     args.kubeconfig.clone(),
                     args.k8s_token.clone(),
+                    args.k8s_tls_dir.as_deref(),
                 )
                 .await?,
             )
@@ -150,6 +159,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("starting the emulator")?;
+            r.shared.vpc.lock().expect("emulator state").denied =
+                args.deny_action.iter().cloned().collect();
             if let Some(k) = k8s.as_mut() {
                 crate::emulate_k8s::register_nodes(k, &r, &table, &args.region)?;
             }

@@ -36,13 +36,17 @@ pub async fn start(
     addr: &SocketAddr,
     kubeconfig: Option<PathBuf>,
     token: Option<String>,
+    tls_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<K8s> {
     let token = match token {
         Some(t) if !t.is_empty() && t.chars().all(|c| c.is_ascii_graphic()) => t,
         Some(t) => anyhow::bail!("--k8s-token {t:?}: expected printable characters without spaces"),
         None => random_token()?,
     };
-    let run = vpc_cni_kubemu::start(*addr, &token)
+    if let Some(d) = tls_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("--k8s-tls-dir {}", d.display()))?;
+    }
+    let run = vpc_cni_kubemu::start_with(*addr, &token, tls_dir)
         .await
         .with_context(|| format!("--k8s-addr {addr}: cannot listen"))?;
     let path =

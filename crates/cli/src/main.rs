@@ -2,6 +2,7 @@
 
 mod common;
 mod daemon_cmd;
+mod daemon_kube;
 mod emulate_cmd;
 mod emulate_k8s;
 mod init_cmd;

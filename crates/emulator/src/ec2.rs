@@ -30,6 +30,7 @@ impl From<Ec2Error> for ApiError {
         let status = match e.code {
             Ec2ErrorCode::RequestLimitExceeded => 503,
             Ec2ErrorCode::InternalError => 500,
+            Ec2ErrorCode::UnauthorizedOperation => 403,
             _ => 400,
         };
         ApiError {

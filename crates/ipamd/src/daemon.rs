@@ -153,7 +153,13 @@ pub async fn init_with_host<C: Cloud>(
         unmanaged: Mutex::new(Default::default()),
         host,
         unrouted: Mutex::new(Default::default()),
+        kube: Default::default(),
     });
+    *shared.kube.max_pods_source.lock().unwrap() = if shared.cfg.max_pods.is_some() {
+        "--max-pods"
+    } else {
+        "instance table"
+    };
     let attached = shared.cloud.interfaces().await?;
     let interfaces = crate::reconcile::classify(&shared, &attached).await?;
     if shared.cfg.host_network {
@@ -204,6 +210,7 @@ pub async fn serve<C: Cloud>(
     shared: Arc<Shared<C>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    crate::kube::start_worker(&shared);
     // One synchronous top-up before serving, as upstream's nodeInit does.
     pool::cycle(&shared).await;
     let pool_task = tokio::spawn(pool::run(shared.clone()));
@@ -228,6 +235,7 @@ pub async fn serve<C: Cloud>(
         .into_std()
         .map_err(io("socket"))?;
     tracing::info!(socket = %shared.cfg.socket.display(), "serving gRPC");
+    let taint_task = tokio::spawn(crate::kube::startup_taint_task(shared.clone()));
     // The plugin's socket is served by its own thread on a single-threaded runtime: a request
     // never waits for a worker busy with the pool loop or an HTTP client, and never hops
     // between threads (each hop is a wake-up: measured ~0.1 ms of a plugin's ADD).
@@ -263,6 +271,7 @@ pub async fn serve<C: Cloud>(
         }
     };
     pool_task.abort();
+    taint_task.abort();
     for t in http_tasks {
         t.abort();
     }

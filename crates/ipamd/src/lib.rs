@@ -10,6 +10,7 @@ pub mod gc;
 pub mod host;
 pub mod hostnet;
 pub mod http;
+pub mod kube;
 pub mod listen;
 pub mod metrics;
 pub mod owners;

@@ -61,14 +61,15 @@ async fn refresh_security_groups<C: Cloud>(s: &Shared<C>) {
 
 /// One pool cycle.
 pub async fn cycle<C: Cloud>(s: &Shared<C>) {
-    let node_state = NodeState {
-        terminating: s.terminating.load(Ordering::SeqCst),
-        unschedulable: false,
-    };
-    let decisions = {
+    let (decisions, cordoned) = {
         let mut node = s.lock();
         let node = &mut *node;
-        node.policy.cycle(&mut node.ds, node_state, now())
+        let cordoned = crate::kube::before_cycle(s, node);
+        let node_state = NodeState {
+            terminating: s.terminating.load(Ordering::SeqCst),
+            unschedulable: cordoned,
+        };
+        (node.policy.cycle(&mut node.ds, node_state, now()), cordoned)
     };
     for d in decisions {
         tracing::info!(reason = %d.reason, action = ?d.action, "pool decision");
@@ -76,6 +77,7 @@ pub async fn cycle<C: Cloud>(s: &Shared<C>) {
     }
     let node = s.lock();
     s.update_gauges(&node);
+    crate::kube::after_cycle(s, &node, cordoned);
 }
 
 fn split(count: u32, kind: CidrKind) -> (u32, u32) {
@@ -86,6 +88,7 @@ fn split(count: u32, kind: CidrKind) -> (u32, u32) {
 }
 
 fn record_error<C: Cloud>(s: &Shared<C>, api: &'static str, f: &'static str, e: &CloudError) {
+    crate::kube::ec2_failed(s, api, e);
     s.metrics.inc("awscni_ec2api_error_count", &[("fn", api)]);
     s.metrics.inc(
         "awscni_aws_api_error_count",

@@ -210,8 +210,10 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
             Ok(reply) if reply.success => {
                 let ip = &reply.ip_allocation_metadata[0].i_pv4_addr;
                 tracing::info!(ip = %ip, pod = %r.k8s_pod_name, namespace = %r.k8s_pod_namespace, container = %r.container_id, ms, "AddNetwork assigned");
+                crate::kube::pod_ip_added(&self.shared, &r.k8s_pod_namespace, &r.k8s_pod_name, ip);
             }
             Ok(_) => {
+                crate::kube::pod_waiting(&self.shared);
                 let pool = {
                     let node = self.shared.lock();
                     node.policy.describe(&node.ds, now())
@@ -237,6 +239,12 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
             Ok(reply) => {
                 let ip = &reply.ip_allocation_metadata[0].i_pv4_addr;
                 tracing::info!(ip = %ip, container = %r.container_id, reason = %r.reason, ms, "DelNetwork released");
+                crate::kube::pod_ip_released(
+                    &self.shared,
+                    &r.k8s_pod_namespace,
+                    &r.k8s_pod_name,
+                    ip,
+                );
             }
             Err(st) if st.message() == UNKNOWN_POD => {
                 tracing::info!(container = %r.container_id, reason = %r.reason, ms, "DelNetwork: unknown pod");

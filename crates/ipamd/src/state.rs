@@ -54,6 +54,8 @@ pub struct Shared<C: Cloud> {
     pub host: Box<dyn crate::host::HostOwners>,
     /// Assignments seen without a host route, since when (the stale sweep's clock).
     pub unrouted: Mutex<std::collections::HashMap<vpc_cni_ipam::IpamKey, Time>>,
+    /// The Kubernetes side (no client until connected, or never on a laptop).
+    pub kube: crate::kube::KubeSide,
 }
 
 impl<C: Cloud> Shared<C> {

@@ -66,6 +66,9 @@ fn eniconfig_resource() -> ApiResource {
 impl KubeClient {
     /// Build the client (no request is made).
     pub async fn new(opts: Options) -> Result<KubeClient, KubeError> {
+        // Another crate of the binary (the AWS SDK) may enable rustls's other provider: with
+        // two, none is picked automatically. Ours is ring; an already installed one is kept.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let cfg_err = |e: &dyn std::fmt::Display| KubeError::Config(e.to_string());
         let mut config = match &opts.kubeconfig {
             Some(path) => {

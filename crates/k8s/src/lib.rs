@@ -4,6 +4,7 @@
 //! ([`client::KubeClient`]: watches filtered to the local node, direct writes) and in memory
 //! ([`fake::FakeKube`]) for the daemon's tests.
 
+#[cfg(feature = "client")]
 pub mod client;
 pub mod fake;
 pub mod node;

@@ -44,7 +44,16 @@ impl Running {
 
 /// Bind `addr` (loopback) and serve over TLS in the background.
 pub async fn start(addr: SocketAddr, token: &str) -> std::io::Result<Running> {
-    let id = tls::identity().map_err(std::io::Error::other)?;
+    start_with(addr, token, None).await
+}
+
+/// [`start`], keeping the certificate in `tls_dir` (see [`tls::identity`]).
+pub async fn start_with(
+    addr: SocketAddr,
+    token: &str,
+    tls_dir: Option<&std::path::Path>,
+) -> std::io::Result<Running> {
+    let id = tls::identity(tls_dir).map_err(std::io::Error::other)?;
     let shared = Shared::new(token);
     let s = shared.clone();
     let router = axum::Router::new().fallback(move |method, uri, headers, body| {

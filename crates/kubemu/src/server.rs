@@ -97,20 +97,26 @@ pub async fn handle(
     let q: HashMap<String, String> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
-    match path.as_str() {
-        "/version" => return json_response(200, &version()),
-        "/healthz" | "/livez" | "/readyz" => {
-            return Response::new(Body::from("ok"));
-        }
-        _ => {}
-    }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
+    let auth = headers.get(header::AUTHORIZATION);
+    let bearer = auth
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let faults = s.faults.lock().unwrap().clone();
-    if bearer != Some(s.token.as_str()) || faults.unauthorized && !path.starts_with("/_emulator") {
+    let public = matches!(
+        path.as_str(),
+        "/version" | "/healthz" | "/livez" | "/readyz"
+    );
+    // As an API server: anonymous requests may read the public paths, but credentials that do
+    // not authenticate are refused everywhere.
+    let authenticated = bearer == Some(s.token.as_str())
+        && !(faults.unauthorized && !path.starts_with("/_emulator"));
+    if !authenticated && (auth.is_some() || !public) {
         return error(&ApiError::new(401, "Unauthorized", "Unauthorized"));
+    }
+    match path.as_str() {
+        "/version" => return json_response(200, &version()),
+        "/healthz" | "/livez" | "/readyz" => return Response::new(Body::from("ok")),
+        _ => {}
     }
     if let Some(rest) = path.strip_prefix("/_emulator") {
         return admin(&s, &method, rest, &body);
@@ -136,7 +142,10 @@ pub async fn handle(
             Err(e) => return error(&e),
         }
     };
-    let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    // Go parses booleans loosely: the Python client sends `watch=True`.
+    let watching = q
+        .get("watch")
+        .is_some_and(|w| w.eq_ignore_ascii_case("true") || w == "1" || w == "t");
     match (&method, &target.name) {
         (&Method::GET, None) if watching => watch(s, target, &q).await,
         (&Method::GET, None) => list(&s, &target, &q, &headers),

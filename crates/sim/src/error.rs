@@ -34,6 +34,8 @@ pub enum Ec2ErrorCode {
     InvalidParameterValue,
     /// An injected server-side failure.
     InternalError,
+    /// `UnauthorizedOperation`: the caller's IAM policy does not allow the action.
+    UnauthorizedOperation,
 }
 
 impl Ec2ErrorCode {
@@ -52,6 +54,7 @@ impl Ec2ErrorCode {
             Self::InvalidSubnetIdNotFound => "InvalidSubnetID.NotFound",
             Self::InvalidParameterValue => "InvalidParameterValue",
             Self::InternalError => "InternalError",
+            Self::UnauthorizedOperation => "UnauthorizedOperation",
         }
     }
 

@@ -174,7 +174,10 @@ impl AwsPolicy {
         why: &str,
         none_left: &str,
     ) -> Option<Decision> {
-        let wanted = self.wanted(ds, t);
+        // Never past max pods: an ENI's worth of addresses when 2 are missing is how upstream
+        // ends with more addresses than pods can ever use (the Node's capacity is the cap).
+        let room_for_pods = self.room_for_pods(ds);
+        let wanted = self.wanted(ds, t).min(room_for_pods);
         if wanted == 0 {
             return None;
         }
@@ -197,7 +200,7 @@ impl AwsPolicy {
         if !self.has_room_for_eni(ds) {
             return None;
         }
-        let count = self.new_eni_resources(ds, t);
+        let count = self.new_eni_resources(ds, t).min(room_for_pods);
         (count > 0).then(|| Decision {
             reason: format!("{why}; {none_left}: new ENI with {count}"),
             action: Action::AllocateEni {
@@ -286,6 +289,17 @@ impl AwsPolicy {
             t.short.min(self.limits.max_ips_per_eni)
         } else {
             self.limits.max_ips_per_eni
+        }
+    }
+
+    /// Addresses (or /28 prefixes, rounded up) the pool may still add before it holds max pods.
+    fn room_for_pods(&self, ds: &Datastore) -> u32 {
+        let total = ds.stats(Time::ZERO).total_ips;
+        let room = self.limits.max_pods.saturating_sub(total);
+        if self.pd() {
+            room.div_ceil(IPS_PER_PREFIX)
+        } else {
+            room
         }
     }
 

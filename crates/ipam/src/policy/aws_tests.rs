@@ -341,3 +341,39 @@ fn excluded_enis_give_back_unused_cidrs_and_take_no_pods() {
     );
     assert_eq!(ds.eni("eni-1").unwrap().cidrs.len(), 1);
 }
+
+#[test]
+fn growth_stops_at_max_pods_instead_of_overshooting_by_an_eni() {
+    let settings = Settings::default();
+    for (max_pods, cidrs, want) in [
+        // 18 held, 18 used, max pods 20: a new ENI with 2, not 9.
+        (
+            20,
+            vec![9, 9],
+            vec![Action::AllocateEni {
+                count: 2,
+                kind: CidrKind::SecondaryIp,
+            }],
+        ),
+        // Room on the ENI: 2 more, not 7.
+        (
+            20,
+            vec![9, 2, 7],
+            vec![assign("eni-1", 2, CidrKind::SecondaryIp)],
+        ),
+        // At max pods: nothing.
+        (20, vec![9, 9, 2], vec![]),
+    ] {
+        let used: u32 = cidrs.iter().sum::<u32>().min(18);
+        let (mut ds, mut p) = node("m5.large", settings.clone(), &cidrs, used);
+        let mut limits = p.limits().clone();
+        limits.max_pods = max_pods;
+        p.set_limits(limits);
+        let got: Vec<Action> = p
+            .cycle(&mut ds, NodeState::default(), Time::from_secs(600))
+            .into_iter()
+            .map(|d| d.action)
+            .collect();
+        assert_eq!(got, want, "max pods {max_pods}, CIDRs {cidrs:?}");
+    }
+}

@@ -197,6 +197,9 @@ pub struct Vpc {
     pub vpc_ipv6_cidrs: Vec<ipnet::Ipv6Net>,
     /// Security groups new ENIs get.
     pub default_security_groups: Vec<String>,
+    /// Actions refused with `UnauthorizedOperation` (a missing IAM permission, injected).
+    #[serde(default)]
+    pub denied: std::collections::BTreeSet<String>,
     /// Pending `attaching` → `in-use` and `detaching` → `available` transitions.
     transitions: std::collections::BinaryHeap<std::cmp::Reverse<(Time, String)>>,
 }
@@ -222,6 +225,7 @@ impl Vpc {
             vpc_cidrs: Vec::new(),
             vpc_ipv6_cidrs: Vec::new(),
             default_security_groups: vec!["sg-0sim".into()],
+            denied: Default::default(),
             transitions: std::collections::BinaryHeap::new(),
         }
     }
@@ -252,8 +256,14 @@ impl Vpc {
             .calls
             .entry(action.name().to_string())
             .or_default() += 1;
+        let denied = self.denied.contains(action.name());
         let r = self.throttle.check(action, now).and_then(|()| {
-            if self.rng.chance(self.faults.throttle_rate) {
+            if denied {
+                Err(Ec2Error::new(
+                    Ec2ErrorCode::UnauthorizedOperation,
+                    format!("You are not authorized to perform this operation. (ec2:{} denied, injected)", action.name()),
+                ))
+            } else if self.rng.chance(self.faults.throttle_rate) {
                 Err(Ec2Error::new(
                     Ec2ErrorCode::RequestLimitExceeded,
                     "Request limit exceeded (injected)",

@@ -1,0 +1,311 @@
+//! The daemon's Kubernetes side (spec A.2–A.11 of the surface document): the Node's max pods and
+//! cordon state feed each pool cycle; the startup taint goes once the conflist exists; pod-IP
+//! annotations, Warning Events (missing IAM permission, pods waiting for addresses with the
+//! cause) are queued here and sent by one worker on the main runtime, so the plugin's socket
+//! never waits for the API server.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use vpc_cni_cloud::{Cloud, CloudError, ErrorKind};
+use vpc_cni_k8s::{Kube, Regarding, Warning};
+
+use crate::state::{Node, Shared};
+
+/// The annotation upstream writes with `ANNOTATE_POD_IP`.
+pub const POD_IPS_ANNOTATION: &str = "vpc.amazonaws.com/pod-ips";
+/// The default startup taint (`VPC_CNI_STARTUP_TAINT`).
+pub const DEFAULT_STARTUP_TAINT: &str = "node.vpc-cni.io/agent-not-ready";
+
+/// Settings of the Kubernetes side.
+#[derive(Debug, Clone, Default)]
+pub struct KubeSettings {
+    /// `ANNOTATE_POD_IP`.
+    pub annotate_pod_ip: bool,
+    /// `VPC_CNI_STARTUP_TAINT` (None: blank, no taint handling).
+    pub startup_taint: Option<String>,
+    /// The conflist whose presence means the node's network is ready.
+    pub conflist: PathBuf,
+    /// `--max-pods` given: the Node's capacity does not override it.
+    pub max_pods_pinned: bool,
+}
+
+/// Work for the API server.
+#[derive(Debug)]
+enum Job {
+    Annotate {
+        namespace: String,
+        name: String,
+        value: String,
+        only_if: Option<String>,
+    },
+    Warn(Warning),
+}
+
+/// The Kubernetes state shared by the daemon's tasks.
+#[derive(Default)]
+pub struct KubeSide {
+    client: OnceLock<Arc<dyn Kube>>,
+    /// Settings (set before serving).
+    pub settings: Mutex<KubeSettings>,
+    queue: OnceLock<mpsc::Sender<Job>>,
+    /// ADDs answered without an address since the last pool cycle.
+    pub waiting: AtomicU64,
+    /// Last EC2 error of the pool (kind, API, message), for the waiting-pods Event.
+    pub last_ec2_error: Mutex<Option<(ErrorKind, String, String)>>,
+    warned: Mutex<HashMap<String, Instant>>,
+    /// Where max pods came from (`--max-pods`, `Node.status.capacity.pods`, `instance table`).
+    pub max_pods_source: Mutex<&'static str>,
+}
+
+impl KubeSide {
+    /// The client, once connected.
+    pub fn client(&self) -> Option<&Arc<dyn Kube>> {
+        self.client.get()
+    }
+
+    /// Install the client (once).
+    pub fn set_client(&self, c: Arc<dyn Kube>) {
+        let _ = self.client.set(c);
+    }
+
+    fn send(&self, job: Job) {
+        if self.client.get().is_none() {
+            return;
+        }
+        if let Some(q) = self.queue.get()
+            && q.try_send(job).is_err()
+        {
+            tracing::warn!("Kubernetes work queue full; dropping an annotation or Event");
+        }
+    }
+
+    /// True at most once per `every` for `key`.
+    fn due(&self, key: &str, every: Duration) -> bool {
+        let mut w = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match w.get(key) {
+            Some(t) if now.duration_since(*t) < every => false,
+            _ => {
+                w.insert(key.into(), now);
+                true
+            }
+        }
+    }
+}
+
+/// Start the worker that sends queued annotations and Events (on the calling runtime).
+pub fn start_worker<C: Cloud>(s: &Arc<Shared<C>>) {
+    let (tx, mut rx) = mpsc::channel::<Job>(1024);
+    if s.kube.queue.set(tx).is_err() {
+        return;
+    }
+    let s = s.clone();
+    tokio::spawn(async move {
+        while let Some(job) = rx.recv().await {
+            let Some(k) = s.kube.client() else { continue };
+            match job {
+                Job::Annotate {
+                    namespace,
+                    name,
+                    value,
+                    only_if,
+                } => {
+                    let r = k.annotate_pod(
+                        &namespace,
+                        &name,
+                        POD_IPS_ANNOTATION,
+                        &value,
+                        only_if.as_deref(),
+                    );
+                    if let Err(e) = r.await {
+                        tracing::warn!(error = %e, "pod-ips annotation not written");
+                    }
+                }
+                Job::Warn(w) => {
+                    let reason = w.reason.clone();
+                    if let Err(e) = k.warn(w).await {
+                        tracing::warn!(error = %e, reason, "Event not published");
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// AddNetwork gave `ip` to a pod.
+pub fn pod_ip_added<C: Cloud>(s: &Shared<C>, namespace: &str, name: &str, ip: &str) {
+    if s.kube.settings.lock().unwrap().annotate_pod_ip {
+        s.kube.send(Job::Annotate {
+            namespace: namespace.into(),
+            name: name.into(),
+            value: ip.into(),
+            only_if: None,
+        });
+    }
+}
+
+/// DelNetwork released `ip`: clear the annotation only while it still names it.
+pub fn pod_ip_released<C: Cloud>(s: &Shared<C>, namespace: &str, name: &str, ip: &str) {
+    if s.kube.settings.lock().unwrap().annotate_pod_ip && !name.is_empty() {
+        s.kube.send(Job::Annotate {
+            namespace: namespace.into(),
+            name: name.into(),
+            value: String::new(),
+            only_if: Some(ip.into()),
+        });
+    }
+}
+
+/// AddNetwork found no address.
+pub fn pod_waiting<C: Cloud>(s: &Shared<C>) {
+    s.kube.waiting.fetch_add(1, Ordering::Relaxed);
+}
+
+/// An EC2 call of the pool failed: remember it, and publish upstream's `MissingIAMPermissions`
+/// Event for `UnauthorizedOperation` (once per API per 10 minutes).
+pub fn ec2_failed<C: Cloud>(s: &Shared<C>, api: &str, e: &CloudError) {
+    *s.kube.last_ec2_error.lock().unwrap() = Some((e.kind(), api.into(), e.message.clone()));
+    if e.kind() == ErrorKind::Unauthorized
+        && s.kube.due(&format!("iam/{api}"), Duration::from_secs(600))
+    {
+        s.kube.send(Job::Warn(Warning {
+            regarding: Regarding::OwnPod,
+            reason: "MissingIAMPermissions".into(),
+            action: api.into(),
+            note: format!(
+                "Unauthorized operation: failed to call {api} due to missing permissions. Please refer https://github.com/aws/amazon-vpc-cni-k8s/blob/master/docs/iam-policy.md to attach relevant policy to IAM role"
+            ),
+        }));
+    }
+}
+
+/// Before a pool cycle: max pods from the Node's capacity (unless pinned), and whether the node
+/// is cordoned.
+pub fn before_cycle<C: Cloud>(s: &Shared<C>, node: &mut Node) -> bool {
+    let Some(view) = s.kube.client().and_then(|k| k.node()) else {
+        return false;
+    };
+    let pinned = s.kube.settings.lock().unwrap().max_pods_pinned;
+    match view.max_pods {
+        Some(Ok(m)) if !pinned => {
+            let mut limits = node.policy.limits().clone();
+            if limits.max_pods != m {
+                tracing::info!(from = limits.max_pods, to = m, node = %view.name, "max pods from Node.status.capacity.pods");
+                limits.max_pods = m;
+                node.policy.set_limits(limits);
+                *s.kube.max_pods_source.lock().unwrap() = "Node.status.capacity.pods";
+            }
+        }
+        Some(Err(e)) if s.kube.due("capacity", Duration::from_secs(600)) => {
+            tracing::warn!(error = %e, max_pods = node.policy.limits().max_pods, "keeping max pods from the instance table");
+        }
+        _ => {}
+    }
+    view.cordoned
+}
+
+/// After a pool cycle: if pods waited for an address, a Warning on the Node naming the cause the
+/// daemon knows (once per cause per minute).
+pub fn after_cycle<C: Cloud>(s: &Shared<C>, node: &Node, cordoned: bool) {
+    let waited = s.kube.waiting.swap(0, Ordering::Relaxed);
+    if waited == 0 || s.kube.client().is_none() {
+        return;
+    }
+    let stats = node.ds.stats(crate::state::now());
+    let limits = node.policy.limits();
+    let manage = s.cfg.settings.manage_enis_non_schedulable;
+    let (key, cause) = if cordoned && !manage {
+        ("cordoned", "the node is cordoned (node.kubernetes.io/unschedulable) and AWS_MANAGE_ENIS_NON_SCHEDULABLE=false: no ENI is allocated".to_string())
+    } else if stats.total_ips >= limits.max_pods {
+        (
+            "max-pods",
+            format!(
+                "max pods {} reached ({} addresses held)",
+                limits.max_pods, stats.total_ips
+            ),
+        )
+    } else if let Some((kind, api, msg)) = s.kube.last_ec2_error.lock().unwrap().clone() {
+        match kind {
+            ErrorKind::InsufficientCidrBlocks => (
+                "cidr",
+                format!("{api}: InsufficientCidrBlocks: the subnet has no free /28 ({msg})"),
+            ),
+            ErrorKind::InsufficientFreeAddressesInSubnet => {
+                ("subnet-full", format!("{api}: the subnet is full ({msg})"))
+            }
+            ErrorKind::AttachmentLimitExceeded => (
+                "eni-limit",
+                format!("{api}: the instance's ENI limit is reached ({msg})"),
+            ),
+            ErrorKind::Throttled => (
+                "throttled",
+                format!("{api}: EC2 throttled the request ({msg})"),
+            ),
+            ErrorKind::Unauthorized => ("iam", format!("{api}: missing IAM permission ({msg})")),
+            _ => ("ec2", format!("{api} failed: {msg}")),
+        }
+    } else if node.ds.enis().len() as u32 >= limits.max_eni {
+        (
+            "max-eni",
+            format!(
+                "all {} ENIs (instance limit or MAX_ENI) are attached and full",
+                limits.max_eni
+            ),
+        )
+    } else {
+        (
+            "growing",
+            "the pool is growing (an ENI or addresses are being allocated)".to_string(),
+        )
+    };
+    if s.kube
+        .due(&format!("waiting/{key}"), Duration::from_secs(60))
+    {
+        s.kube.send(Job::Warn(Warning {
+            regarding: Regarding::Node,
+            reason: "PodsWaitingForAddresses".into(),
+            action: "AssignPodIP".into(),
+            note: format!("{waited} pod sandbox(es) got no IPv4 address: {cause}"),
+        }));
+    }
+    // The error belongs to this cycle only.
+    *s.kube.last_ec2_error.lock().unwrap() = None;
+}
+
+/// Remove the startup taint once the daemon serves and the conflist exists (retried every 2 s).
+pub async fn startup_taint_task<C: Cloud>(s: Arc<Shared<C>>) {
+    let (taint, conflist) = {
+        let st = s.kube.settings.lock().unwrap();
+        match &st.startup_taint {
+            Some(t) => (t.clone(), st.conflist.clone()),
+            None => return,
+        }
+    };
+    let mut told = false;
+    loop {
+        if let Some(k) = s.kube.client()
+            && conflist.exists()
+        {
+            match k.remove_node_taint(&taint).await {
+                Ok(true) => {
+                    tracing::info!(taint, conflist = %conflist.display(), "network ready: startup taint removed");
+                    return;
+                }
+                Ok(false) => {
+                    tracing::info!(taint, "network ready: no startup taint on the Node");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, taint, "startup taint not removed yet"),
+            }
+        } else if !told {
+            told = true;
+            tracing::info!(taint, conflist = %conflist.display(), "startup taint stays until the conflist exists and the API server answers");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
