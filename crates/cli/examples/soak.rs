@@ -261,7 +261,7 @@ async fn churn(
             let mut t = tally.lock().unwrap();
             let live = t.live.len();
             // Mostly follow the wave; one step in six goes the other way (churn at a plateau).
-            let add = (live < want) != (rng % 6 == 0);
+            let add = (live < want) != rng.is_multiple_of(6);
             if add || live == 0 {
                 t.next += 1;
                 Err(format!("{:016x}{:048x}", w, t.next))

@@ -193,7 +193,7 @@ pub fn before_cycle<C: Cloud>(s: &Shared<C>, node: &mut Node) -> bool {
     let pinned = s.kube.settings.lock().unwrap().max_pods_pinned;
     match view.max_pods {
         Some(Ok(m)) if !pinned => {
-            let mut limits = node.policy.limits().clone();
+            let mut limits = *node.policy.limits();
             if limits.max_pods != m {
                 tracing::info!(from = limits.max_pods, to = m, node = %view.name, "max pods from Node.status.capacity.pods");
                 limits.max_pods = m;

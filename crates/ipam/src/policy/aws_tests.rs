@@ -366,7 +366,7 @@ fn growth_stops_at_max_pods_instead_of_overshooting_by_an_eni() {
     ] {
         let used: u32 = cidrs.iter().sum::<u32>().min(18);
         let (mut ds, mut p) = node("m5.large", settings.clone(), &cidrs, used);
-        let mut limits = p.limits().clone();
+        let mut limits = *p.limits();
         limits.max_pods = max_pods;
         p.set_limits(limits);
         let got: Vec<Action> = p
