@@ -180,5 +180,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             println!("{addrs}");
         }
     }
+    // Older daemons (and upstream's) have no /v1/kubernetes: leave the line out.
+    if let Ok(k) = http_get(&args.addr, "/v1/kubernetes")
+        && let Ok(k) = serde_json::from_str::<Value>(&k)
+    {
+        println!("{}", kubernetes_line(&k));
+    }
     Ok(())
+}
+
+/// One line: where max pods comes from, cordon state, the ENIConfig.
+fn kubernetes_line(k: &Value) -> String {
+    let mut s = format!(
+        "Kubernetes: {}; max pods {} (from {})",
+        if k["connected"] == true {
+            format!("Node {}", k["node"].as_str().unwrap_or("(not seen yet)"))
+        } else {
+            "not connected".into()
+        },
+        k["maxPods"],
+        k["maxPodsSource"].as_str().unwrap_or("?")
+    );
+    if k["connected"] == true {
+        let cordoned = k["cordoned"] == true;
+        s += if cordoned { "; cordoned (no ENI allocated)" } else { "; schedulable" };
+        s += &format!("; ENIConfig {}", k["eniConfig"].as_str().unwrap_or("-"));
+    }
+    if let Some(e) = k["capacityError"].as_str() {
+        s += &format!("; {e}");
+    }
+    s
 }

@@ -193,6 +193,22 @@ async fn max_pods_cordon_annotation_and_startup_taint() {
     }
     assert_eq!(got, 20, "20 pods, as Node.status.capacity.pods says");
     assert_eq!(metric(&d, "awscni_total_ip_addresses"), 20.0, "{}", d.log());
+    let view: Value = serde_json::from_str(&d.get(d.introspection, "/v1/kubernetes")).unwrap();
+    assert_eq!(view["maxPods"], 20, "{view}");
+    assert_eq!(view["maxPodsSource"], "Node.status.capacity.pods");
+    assert_eq!(view["node"], node.as_str());
+
+    // The ENIConfig the Node selects (label), as upstream's /v1/eni-configs shows it.
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: eniconfigs.crd.k8s.amazonaws.com\nspec:\n  group: crd.k8s.amazonaws.com\n  scope: Cluster\n  names: {plural: eniconfigs, singular: eniconfig, kind: ENIConfig}\n  versions: [{name: v1alpha1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]\n";
+    let cfg = "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata:\n  name: az-a\nspec:\n  subnet: subnet-0emu\n  securityGroups: [sg-1]\n";
+    std::fs::write(dir.path().join("crd.yaml"), crd).unwrap();
+    std::fs::write(dir.path().join("cfg.yaml"), cfg).unwrap();
+    kubectl(&kc, &["apply", "-f", dir.path().join("crd.yaml").to_str().unwrap()]);
+    kubectl(&kc, &["apply", "-f", dir.path().join("cfg.yaml").to_str().unwrap()]);
+    kubectl(&kc, &["label", "node", &node, "k8s.amazonaws.com/eniConfig=az-a"]);
+    until("/v1/eni-configs", 30, || {
+        d.get(d.introspection, "/v1/eni-configs") == r#"{"securityGroups":["sg-1"],"subnet":"subnet-0emu"}"#
+    });
 
     // DEL clears the annotation it set.
     let del = DelNetworkRequest {

@@ -16,11 +16,12 @@ use vpc_cni_ipam::Time;
 use crate::state::Shared;
 
 /// Introspection paths.
-pub const PATHS: [&str; 4] = [
+pub const PATHS: [&str; 5] = [
     "/v1/enis",
     "/v1/eni-configs",
     "/v1/networkutils-env-settings",
     "/v1/ipamd-env-settings",
+    "/v1/kubernetes",
 ];
 
 /// The metrics router.
@@ -42,14 +43,48 @@ pub fn metrics_router<C: Cloud>(s: Arc<Shared<C>>) -> Router {
 pub fn introspection_router<C: Cloud>(s: Arc<Shared<C>>) -> Router {
     Router::new()
         .route("/v1/enis", get(enis::<C>))
-        .route(
-            "/v1/eni-configs",
-            get(|| async { (StatusCode::NOT_FOUND, "no Kubernetes API server configured") }),
-        )
+        .route("/v1/eni-configs", get(eni_configs::<C>))
+        .route("/v1/kubernetes", get(kubernetes::<C>))
         .route("/v1/networkutils-env-settings", get(network_env::<C>))
         .route("/v1/ipamd-env-settings", get(ipamd_env::<C>))
         .fallback(|| async { Json(json!({ "AvailableCommands": PATHS })) })
         .with_state(s)
+}
+
+/// Upstream's `/v1/eni-configs`: the spec of the ENIConfig this node selects.
+async fn eni_configs<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
+    let Some(k) = s.kube.client() else {
+        return (StatusCode::NOT_FOUND, "no Kubernetes API server configured").into_response();
+    };
+    let name = crate::kube::eniconfig_name(k.as_ref());
+    match k.eniconfig(&name) {
+        None => (StatusCode::NOT_FOUND, format!("ENIConfig {name:?} not found")).into_response(),
+        Some(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Some(Ok(c)) => {
+            Json(json!({"securityGroups": c.security_groups, "subnet": c.subnet})).into_response()
+        }
+    }
+}
+
+/// The node's Kubernetes view (this project's): connection, max pods and its source, cordon,
+/// taints, the ENIConfig it selects.
+async fn kubernetes<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
+    let max_pods = s.lock().policy.limits().max_pods;
+    let source = *s.kube.max_pods_source.lock().unwrap();
+    let mut doc = json!({"connected": false, "maxPods": max_pods, "maxPodsSource": source});
+    if let Some(k) = s.kube.client() {
+        doc["connected"] = json!(true);
+        if let Some(n) = k.node() {
+            doc["node"] = json!(n.name);
+            doc["cordoned"] = json!(n.cordoned);
+            doc["taints"] = json!(n.taints);
+            doc["eniConfig"] = json!(crate::kube::eniconfig_name(k.as_ref()));
+            if let Some(Err(e)) = &n.max_pods {
+                doc["capacityError"] = json!(e.to_string());
+            }
+        }
+    }
+    Json(doc).into_response()
 }
 
 /// Serve `router` on `addr` until the task is dropped.

@@ -277,6 +277,22 @@ pub fn after_cycle<C: Cloud>(s: &Shared<C>, node: &Node, cordoned: bool) {
     *s.kube.last_ec2_error.lock().unwrap() = None;
 }
 
+/// The ENIConfig the local Node selects (label `vpc.amazonaws.com/externalEniConfig`, the
+/// annotation `ENI_CONFIG_ANNOTATION_DEF`, the label `ENI_CONFIG_LABEL_DEF`, else `default`;
+/// an empty variable means the default key `k8s.amazonaws.com/eniConfig`).
+pub fn eniconfig_name(k: &dyn Kube) -> String {
+    let key = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "k8s.amazonaws.com/eniConfig".into())
+    };
+    k.node().map_or_else(
+        || "default".into(),
+        |n| n.eniconfig_name(&key("ENI_CONFIG_ANNOTATION_DEF"), &key("ENI_CONFIG_LABEL_DEF")),
+    )
+}
+
 /// Remove the startup taint once the daemon serves and the conflist exists (retried every 2 s).
 pub async fn startup_taint_task<C: Cloud>(s: Arc<Shared<C>>) {
     let (taint, conflist) = {

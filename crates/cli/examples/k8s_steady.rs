@@ -1,0 +1,186 @@
+//! Benchmark: the daemon (`--cloud aws`, with the Kubernetes client) on a node with 250 pods, in
+//! steady state. EC2/IMDS and the Kubernetes API emulator run in this process; the Node says
+//! `capacity.pods: 250`. After the pods are assigned the API server's request counters are reset
+//! and the daemon is left alone for `--seconds`: printed are its RSS and every request it made
+//! in that window (goal: the watches only), with the hourly rate.
+//!
+//! `cargo run --release -p vpc-cni --example k8s_steady -- --seconds 600`
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tonic::transport::{Endpoint, Uri};
+use vpc_cni_emulator::{EmulatorConfig, start};
+use vpc_cni_proto::rpc::AddNetworkRequest;
+use vpc_cni_proto::rpc::cni_backend_client::CniBackendClient;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Length of the steady-state window.
+    #[arg(long, default_value_t = 600)]
+    seconds: u64,
+    /// Pods assigned before the window.
+    #[arg(long, default_value_t = 250)]
+    pods: u32,
+    /// The vpc-cni binary (default: the one built beside this example).
+    #[arg(long)]
+    vpc_cni: Option<PathBuf>,
+}
+
+/// A child process killed on drop.
+struct Reaped(Child);
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |k| k / 1024.0)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let table = vpc_cni_limits::LimitsTable::resolve(None, None)?;
+    let itype = table.get("m5.16xlarge")?.clone();
+    let cfg = EmulatorConfig {
+        instances: vec![itype],
+        subnet: "10.0.0.0/16".parse()?,
+        seed: 3,
+        latency_scale: 0.0,
+        error_rate: 0.0,
+        throttle_rate: 0.0,
+        ipv6_cidr: None,
+        region: "us-east-1".into(),
+    };
+    let lo = "127.0.0.1:0".parse()?;
+    let ec2 = start(&cfg, lo, lo).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let k8s = vpc_cni_kubemu::start(lo, "bench").await?;
+    let node = "ip-10-0-0-1.ec2.internal";
+    {
+        let mut st = k8s.shared.store.lock().unwrap();
+        let nodes = st.find("", "v1", "nodes").context("nodes")?;
+        let body = json!({"metadata": {"name": node},
+                          "status": {"capacity": {"pods": args.pods.to_string()}}});
+        st.create(&nodes, "", body).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let dir = tempfile::tempdir()?;
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(&kc, k8s.kubeconfig("bench"))?;
+    let exe = match &args.vpc_cni {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .context("target directory")?
+            .join("vpc-cni"),
+    };
+    let sock = dir.path().join("ipamd.sock");
+    let child = Command::new(&exe)
+        .args(["daemon", "--cloud", "aws", "--cycle-ms", "5000", "--socket"])
+        .arg(&sock)
+        .arg("--checkpoint")
+        .arg(dir.path().join("ipam.json"))
+        .args(["--metrics-addr", "127.0.0.1:0", "--introspection-addr", "127.0.0.1:0"])
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .env("AWS_ENDPOINT_URL_EC2", format!("http://{}", ec2.ec2))
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://{}", ec2.imds[0].1))
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_REGION", "us-east-1")
+        .env("MY_NODE_NAME", node)
+        .env("AWS_VPC_K8S_CNI_LOG_FILE", dir.path().join("ipamd.log"))
+        .env("AWS_VPC_K8S_CNI_LOGLEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let d = Reaped(child);
+    let pid = d.0.id();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        if Instant::now() > deadline {
+            bail!("daemon socket never answered");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let path = sock.clone();
+    let ch = Endpoint::try_from("http://[::]:50051")?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let p = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
+        }))
+        .await?;
+    let mut c = CniBackendClient::new(ch);
+    let started = Instant::now();
+    for i in 0..args.pods {
+        loop {
+            let r = c
+                .add_network(AddNetworkRequest {
+                    k8s_pod_name: format!("pod-{i}"),
+                    k8s_pod_namespace: "default".into(),
+                    container_id: format!("{i:064x}"),
+                    if_name: "eth0".into(),
+                    network_name: "aws-cni".into(),
+                    client_version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            if r.success {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(300) {
+                bail!("pod {i} got no address in 300 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    println!(
+        "{} pods assigned in {:.1} s; daemon RSS {:.1} MiB",
+        args.pods,
+        started.elapsed().as_secs_f64(),
+        rss_mib(pid)
+    );
+    k8s.shared.requests.lock().unwrap().clear();
+    let mut peak = 0f64;
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(args.seconds) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        peak = peak.max(rss_mib(pid));
+    }
+    let reqs = k8s.shared.requests.lock().unwrap().clone();
+    let total: u64 = reqs.values().sum();
+    println!(
+        "steady state, {} s: daemon RSS {:.1} MiB (peak {peak:.1}); {total} API requests ({:.0}/hour):",
+        args.seconds,
+        rss_mib(pid),
+        total as f64 * 3600.0 / args.seconds as f64
+    );
+    let mut lines: Vec<_> = reqs.into_iter().collect();
+    lines.sort();
+    for (k, n) in lines {
+        println!("  {n:>5}  {k}");
+    }
+    Ok(())
+}
