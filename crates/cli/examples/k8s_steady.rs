@@ -7,17 +7,22 @@
 //! `cargo run --release -p vpc-cni --example k8s_steady -- --seconds 600`
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "support/node.rs"]
+mod node;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use hyper_util::rt::TokioIo;
+use node::{Reaped, connect, rss_kib};
 use serde_json::json;
-use tonic::transport::{Endpoint, Uri};
 use vpc_cni_emulator::{EmulatorConfig, start};
+
+fn rss_mib(pid: u32) -> f64 {
+    rss_kib(pid) as f64 / 1024.0
+}
 use vpc_cni_proto::rpc::AddNetworkRequest;
-use vpc_cni_proto::rpc::cni_backend_client::CniBackendClient;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -32,15 +37,6 @@ struct Args {
     vpc_cni: Option<PathBuf>,
 }
 
-/// A child process killed on drop.
-struct Reaped(Child);
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
@@ -48,15 +44,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(run(args))
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |k| k / 1024.0)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -73,7 +60,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         region: "us-east-1".into(),
     };
     let lo = "127.0.0.1:0".parse()?;
-    let ec2 = start(&cfg, lo, lo).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ec2 = start(&cfg, lo, lo)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let k8s = vpc_cni_kubemu::start(lo, "bench").await?;
     let node = "ip-10-0-0-1.ec2.internal";
     {
@@ -81,7 +70,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let nodes = st.find("", "v1", "nodes").context("nodes")?;
         let body = json!({"metadata": {"name": node},
                           "status": {"capacity": {"pods": args.pods.to_string()}}});
-        st.create(&nodes, "", body).map_err(|e| anyhow::anyhow!("{e}"))?;
+        st.create(&nodes, "", body)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let dir = tempfile::tempdir()?;
     let kc = dir.path().join("kubeconfig");
@@ -100,11 +90,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .arg(&sock)
         .arg("--checkpoint")
         .arg(dir.path().join("ipam.json"))
-        .args(["--metrics-addr", "127.0.0.1:0", "--introspection-addr", "127.0.0.1:0"])
+        .args([
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--introspection-addr",
+            "127.0.0.1:0",
+        ])
         .arg("--kubeconfig")
         .arg(&kc)
         .env("AWS_ENDPOINT_URL_EC2", format!("http://{}", ec2.ec2))
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://{}", ec2.imds[0].1))
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://{}", ec2.imds[0].1),
+        )
         .env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "x")
         .env("AWS_REGION", "us-east-1")
@@ -124,14 +122,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let path = sock.clone();
-    let ch = Endpoint::try_from("http://[::]:50051")?
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
-        }))
-        .await?;
-    let mut c = CniBackendClient::new(ch);
+    let mut c = connect(&sock).await?;
     let started = Instant::now();
     for i in 0..args.pods {
         loop {

@@ -12,14 +12,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "support/node.rs"]
+mod node;
+
 use anyhow::{Context, bail};
 use clap::Parser;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use node::{Reaped, connect, rss_kib};
+use tonic::transport::Channel;
 use vpc_cni_emulator::{EmulatorConfig, Running, start};
 use vpc_cni_proto::rpc::cni_backend_client::CniBackendClient;
 use vpc_cni_proto::rpc::{AddNetworkRequest, DelNetworkRequest};
@@ -64,15 +67,6 @@ struct Tally {
     dels: u64,
     duplicates: Vec<String>,
     lost: Vec<String>,
-}
-
-/// A child process killed on drop.
-struct Reaped(Child);
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -227,19 +221,6 @@ fn log_tail(dir: &Path) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
-async fn connect(sock: &Path) -> anyhow::Result<CniBackendClient<Channel>> {
-    let path = sock.to_path_buf();
-    let ch = Endpoint::try_from("http://[::]:50051")?
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await?;
-    Ok(CniBackendClient::new(ch))
-}
-
 /// One plugin-like client: ADD while fewer pods live than the wave asks, DEL otherwise.
 async fn churn(
     w: u64,
@@ -383,14 +364,8 @@ struct Sample {
 }
 
 fn read_proc(pid: u32) -> (u64, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-    (rss, fds)
+    (rss_kib(pid), fds)
 }
 
 /// RSS and descriptors every 5 s, a progress line every 60 s, until `deadline`.

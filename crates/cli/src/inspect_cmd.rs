@@ -203,7 +203,11 @@ fn kubernetes_line(k: &Value) -> String {
     );
     if k["connected"] == true {
         let cordoned = k["cordoned"] == true;
-        s += if cordoned { "; cordoned (no ENI allocated)" } else { "; schedulable" };
+        s += if cordoned {
+            "; cordoned (no ENI allocated)"
+        } else {
+            "; schedulable"
+        };
         s += &format!("; ENIConfig {}", k["eniConfig"].as_str().unwrap_or("-"));
     }
     if let Some(e) = k["capacityError"].as_str() {

@@ -203,11 +203,21 @@ async fn max_pods_cordon_annotation_and_startup_taint() {
     let cfg = "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata:\n  name: az-a\nspec:\n  subnet: subnet-0emu\n  securityGroups: [sg-1]\n";
     std::fs::write(dir.path().join("crd.yaml"), crd).unwrap();
     std::fs::write(dir.path().join("cfg.yaml"), cfg).unwrap();
-    kubectl(&kc, &["apply", "-f", dir.path().join("crd.yaml").to_str().unwrap()]);
-    kubectl(&kc, &["apply", "-f", dir.path().join("cfg.yaml").to_str().unwrap()]);
-    kubectl(&kc, &["label", "node", &node, "k8s.amazonaws.com/eniConfig=az-a"]);
+    kubectl(
+        &kc,
+        &["apply", "-f", dir.path().join("crd.yaml").to_str().unwrap()],
+    );
+    kubectl(
+        &kc,
+        &["apply", "-f", dir.path().join("cfg.yaml").to_str().unwrap()],
+    );
+    kubectl(
+        &kc,
+        &["label", "node", &node, "k8s.amazonaws.com/eniConfig=az-a"],
+    );
     until("/v1/eni-configs", 30, || {
-        d.get(d.introspection, "/v1/eni-configs") == r#"{"securityGroups":["sg-1"],"subnet":"subnet-0emu"}"#
+        d.get(d.introspection, "/v1/eni-configs")
+            == r#"{"securityGroups":["sg-1"],"subnet":"subnet-0emu"}"#
     });
 
     // DEL clears the annotation it set.

@@ -58,7 +58,11 @@ async fn eni_configs<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
     };
     let name = crate::kube::eniconfig_name(k.as_ref());
     match k.eniconfig(&name) {
-        None => (StatusCode::NOT_FOUND, format!("ENIConfig {name:?} not found")).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("ENIConfig {name:?} not found"),
+        )
+            .into_response(),
         Some(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Some(Ok(c)) => {
             Json(json!({"securityGroups": c.security_groups, "subnet": c.subnet})).into_response()

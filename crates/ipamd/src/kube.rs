@@ -289,7 +289,12 @@ pub fn eniconfig_name(k: &dyn Kube) -> String {
     };
     k.node().map_or_else(
         || "default".into(),
-        |n| n.eniconfig_name(&key("ENI_CONFIG_ANNOTATION_DEF"), &key("ENI_CONFIG_LABEL_DEF")),
+        |n| {
+            n.eniconfig_name(
+                &key("ENI_CONFIG_ANNOTATION_DEF"),
+                &key("ENI_CONFIG_LABEL_DEF"),
+            )
+        },
     )
 }
 

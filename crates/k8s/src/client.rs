@@ -183,38 +183,49 @@ impl KubeClient {
     async fn taints_patch(&self, key: &str) -> Result<bool, KubeError> {
         let api: Api<Node> = Api::all(self.client.clone());
         let what = format!("Node/{}", self.opts.node_name);
-        for _ in 0..5 {
-            let n = api
-                .get(&self.opts.node_name)
-                .await
-                .map_err(|e| self.err(&what, e))?;
-            let v = serde_json::to_value(&n).unwrap_or_default();
+        self.locked_patch(&api, &self.opts.node_name, &what, |n: &Node| {
+            let v = serde_json::to_value(n).unwrap_or_default();
             let taints: Vec<Value> = v["spec"]["taints"].as_array().cloned().unwrap_or_default();
             let kept: Vec<Value> = taints.iter().filter(|t| t["key"] != key).cloned().collect();
-            if kept.len() == taints.len() {
+            (kept.len() != taints.len()).then(|| json!({"spec": {"taints": kept}}))
+        })
+        .await
+    }
+
+    /// Read, decide, merge-patch with the resourceVersion lock; on 409 read again (5 attempts).
+    /// `plan` gives the patch for the object as read, or None when nothing is to change.
+    async fn locked_patch<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        what: &str,
+        plan: impl Fn(&K) -> Option<Value>,
+    ) -> Result<bool, KubeError>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        for _ in 0..5 {
+            let obj = api.get(name).await.map_err(|e| self.err(what, e))?;
+            let Some(mut p) = plan(&obj) else {
                 return Ok(false);
-            }
-            let p = json!({"metadata": {"resourceVersion": v["metadata"]["resourceVersion"]},
-                           "spec": {"taints": kept}});
+            };
+            p["metadata"]["resourceVersion"] = json!(obj.meta().resource_version);
             match api
-                .patch(
-                    &self.opts.node_name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&p),
-                )
+                .patch(name, &PatchParams::default(), &Patch::Merge(&p))
                 .await
             {
                 Ok(_) => return Ok(true),
                 Err(e) => {
-                    let e = self.err(&what, e);
+                    let e = self.err(what, e);
                     if !e.is_conflict() {
                         return Err(e);
                     }
+                    tracing::info!(what, "changed meanwhile; reading it again");
                 }
             }
         }
         Err(KubeError::Api {
-            what,
+            what: what.into(),
             code: 409,
             reason: "Conflict".into(),
             message: "still conflicting after 5 attempts".into(),
@@ -291,35 +302,12 @@ impl Kube for KubeClient {
         Box::pin(async move {
             let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
             let what = format!("Pod {namespace}/{name}");
-            for _ in 0..5 {
-                let pod = api.get(name).await.map_err(|e| self.err(&what, e))?;
+            self.locked_patch(&api, name, &what, |pod: &Pod| {
                 let current = pod.metadata.annotations.as_ref().and_then(|a| a.get(key));
-                if let Some(want) = only_if
-                    && current.map(String::as_str) != Some(want)
-                {
-                    return Ok(false);
-                }
-                let p = json!({"metadata": {"resourceVersion": pod.metadata.resource_version,
-                                            "annotations": {key: value}}});
-                match api
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&p))
-                    .await
-                {
-                    Ok(_) => return Ok(true),
-                    Err(e) => {
-                        let e = self.err(&what, e);
-                        if !e.is_conflict() {
-                            return Err(e);
-                        }
-                    }
-                }
-            }
-            Err(KubeError::Api {
-                what,
-                code: 409,
-                reason: "Conflict".into(),
-                message: "still conflicting after 5 attempts".into(),
+                let wanted = only_if.is_none_or(|want| current.map(String::as_str) == Some(want));
+                wanted.then(|| json!({"metadata": {"annotations": {key: value}}}))
             })
+            .await
         })
     }
 
@@ -330,40 +318,11 @@ impl Kube for KubeClient {
         Box::pin(async move {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &cninode_resource());
             let what = format!("CNINode/{}", self.opts.node_name);
-            for _ in 0..5 {
-                let o = api
-                    .get(&self.opts.node_name)
-                    .await
-                    .map_err(|e| self.err(&what, e))?;
-                let Some(list) = merged_features(&o.data["spec"]["features"], features) else {
-                    return Ok(false);
-                };
-                let p = json!({"metadata": {"resourceVersion": o.metadata.resource_version},
-                               "spec": {"features": list}});
-                match api
-                    .patch(
-                        &self.opts.node_name,
-                        &PatchParams::default(),
-                        &Patch::Merge(&p),
-                    )
-                    .await
-                {
-                    Ok(_) => return Ok(true),
-                    Err(e) => {
-                        let e = self.err(&what, e);
-                        if !e.is_conflict() {
-                            return Err(e);
-                        }
-                        tracing::info!(cninode = %self.opts.node_name, "CNINode changed meanwhile; patching again");
-                    }
-                }
-            }
-            Err(KubeError::Api {
-                what,
-                code: 409,
-                reason: "Conflict".into(),
-                message: "still conflicting after 5 attempts".into(),
+            self.locked_patch(&api, &self.opts.node_name, &what, |o: &DynamicObject| {
+                merged_features(&o.data["spec"]["features"], features)
+                    .map(|list| json!({"spec": {"features": list}}))
             })
+            .await
         })
     }
 

@@ -4,36 +4,46 @@
 
 use serde_json::{Map, Value, json};
 
-/// An `events.k8s.io/v1` Event as `core/v1` shows it.
-pub fn to_core(mut e: Value) -> Value {
-    let Some(o) = e.as_object_mut() else {
-        return e;
-    };
-    let mut c = Map::new();
-    let mut take = |from: &str, to: &str| {
-        if let Some(v) = o.remove(from).filter(|v| !v.is_null()) {
-            c.insert(to.into(), v);
+/// `events.k8s.io/v1` field → `core/v1` field (the same name in both when unchanged).
+const FIELDS: [(&str, &str); 15] = [
+    ("metadata", "metadata"),
+    ("reason", "reason"),
+    ("type", "type"),
+    ("action", "action"),
+    ("eventTime", "eventTime"),
+    ("series", "series"),
+    ("related", "related"),
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("reportingInstance", "reportingInstance"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+    ("deprecatedSource", "source"),
+];
+
+/// Move every non-null field of `from` to its name on the other side.
+fn renamed(mut from: Value, to_core: bool) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Some(o) = from.as_object_mut() {
+        for (new, old) in FIELDS {
+            let (src, dst) = if to_core { (new, old) } else { (old, new) };
+            if let Some(v) = o.remove(src).filter(|v| !v.is_null()) {
+                out.insert(dst.into(), v);
+            }
         }
-    };
-    for k in [
-        "metadata",
-        "reason",
-        "type",
-        "action",
-        "eventTime",
-        "series",
-        "related",
-    ] {
-        take(k, k);
     }
-    take("regarding", "involvedObject");
-    take("note", "message");
-    take("reportingController", "reportingComponent");
-    take("reportingInstance", "reportingInstance");
-    take("deprecatedFirstTimestamp", "firstTimestamp");
-    take("deprecatedLastTimestamp", "lastTimestamp");
-    take("deprecatedCount", "count");
-    take("deprecatedSource", "source");
+    out
+}
+
+/// An `events.k8s.io/v1` Event as `core/v1` shows it (source, timestamps and count filled from
+/// the new fields when the deprecated ones are absent).
+pub fn to_core(e: Value) -> Value {
+    if !e.is_object() {
+        return e;
+    }
+    let mut c = renamed(e, true);
     if !c.contains_key("source")
         && let Some(rc) = c.get("reportingComponent").cloned()
     {
@@ -60,36 +70,11 @@ pub fn to_core(mut e: Value) -> Value {
 }
 
 /// A `core/v1` Event as stored (`events.k8s.io/v1`).
-pub fn from_core(mut c: Value) -> Value {
-    let Some(o) = c.as_object_mut() else {
+pub fn from_core(c: Value) -> Value {
+    if !c.is_object() {
         return c;
-    };
-    let mut e = Map::new();
-    let mut take = |from: &str, to: &str| {
-        if let Some(v) = o.remove(from).filter(|v| !v.is_null()) {
-            e.insert(to.into(), v);
-        }
-    };
-    for k in [
-        "metadata",
-        "reason",
-        "type",
-        "action",
-        "eventTime",
-        "series",
-        "related",
-    ] {
-        take(k, k);
     }
-    take("involvedObject", "regarding");
-    take("message", "note");
-    take("reportingComponent", "reportingController");
-    take("reportingInstance", "reportingInstance");
-    take("firstTimestamp", "deprecatedFirstTimestamp");
-    take("lastTimestamp", "deprecatedLastTimestamp");
-    take("count", "deprecatedCount");
-    take("source", "deprecatedSource");
-    Value::Object(e)
+    Value::Object(renamed(c, false))
 }
 
 #[cfg(test)]
