@@ -73,6 +73,11 @@ impl KubeSide {
         let _ = self.client.set(c);
     }
 
+    /// Whether work can be sent (a client and the worker).
+    fn ready(&self) -> bool {
+        self.client.get().is_some() && self.queue.get().is_some()
+    }
+
     fn send(&self, job: Job) {
         if self.client.get().is_none() {
             return;
@@ -198,8 +203,9 @@ pub fn before_cycle<C: Cloud>(s: &Shared<C>, node: &mut Node) -> bool {
                 tracing::info!(from = limits.max_pods, to = m, node = %view.name, "max pods from Node.status.capacity.pods");
                 limits.max_pods = m;
                 node.policy.set_limits(limits);
-                *s.kube.max_pods_source.lock().unwrap() = "Node.status.capacity.pods";
             }
+            // Also when the value is the table's: it is the Node's that holds from now on.
+            *s.kube.max_pods_source.lock().unwrap() = "Node.status.capacity.pods";
         }
         Some(Err(e)) if s.kube.due("capacity", Duration::from_secs(600)) => {
             tracing::warn!(error = %e, max_pods = node.policy.limits().max_pods, "keeping max pods from the instance table");
@@ -213,7 +219,7 @@ pub fn before_cycle<C: Cloud>(s: &Shared<C>, node: &mut Node) -> bool {
 /// daemon knows (once per cause per minute).
 pub fn after_cycle<C: Cloud>(s: &Shared<C>, node: &Node, cordoned: bool) {
     let waited = s.kube.waiting.swap(0, Ordering::Relaxed);
-    if waited == 0 || s.kube.client().is_none() {
+    if waited == 0 || !s.kube.ready() {
         return;
     }
     let stats = node.ds.stats(crate::state::now());

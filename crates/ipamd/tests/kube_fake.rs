@@ -1,0 +1,122 @@
+//! The daemon's Kubernetes side against the in-memory fake (no server): max pods follows the
+//! Node's capacity (and `--max-pods` pins it), a cordoned Node stops growth, pods waiting for an
+//! address produce one Warning on the Node naming the cause, and a malformed capacity keeps the
+//! table's value.
+
+use std::sync::Arc;
+
+use vpc_cni_cloud::SimCloud;
+use vpc_cni_ipamd::host::NoHost;
+use vpc_cni_ipamd::kube::KubeSettings;
+use vpc_cni_ipamd::state::Shared;
+use vpc_cni_ipamd::{DaemonConfig, init_with_host, pool};
+use vpc_cni_k8s::fake::FakeKube;
+use vpc_cni_k8s::{KubeError, NodeView, Regarding};
+use vpc_cni_limits::LimitsTable;
+
+async fn daemon(dir: &std::path::Path, pinned: bool) -> (Arc<Shared<SimCloud>>, Arc<FakeKube>) {
+    let env = [
+        ("DISABLE_METRICS", "true"),
+        ("DISABLE_INTROSPECTION", "true"),
+    ];
+    let mut cfg = DaemonConfig::from_lookup(|k| {
+        env.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap();
+    cfg.checkpoint = dir.join("ipam.json");
+    if pinned {
+        cfg.max_pods = Some(25);
+    }
+    let table = LimitsTable::builtin();
+    let cloud = SimCloud::launch(
+        table.get("m5.large").unwrap(),
+        "10.0.0.0/24".parse().unwrap(),
+        1,
+        0.0,
+    )
+    .unwrap();
+    let s = init_with_host(cfg, cloud, &table, Box::new(NoHost))
+        .await
+        .unwrap();
+    let fake = Arc::new(FakeKube::default());
+    *s.kube.settings.lock().unwrap() = KubeSettings {
+        max_pods_pinned: pinned,
+        ..Default::default()
+    };
+    s.kube.set_client(fake.clone());
+    (s, fake)
+}
+
+fn node(max_pods: Option<Result<u32, KubeError>>, cordoned: bool) -> NodeView {
+    NodeView {
+        name: "n1".into(),
+        max_pods,
+        cordoned,
+        ..Default::default()
+    }
+}
+
+fn max_pods(s: &Shared<SimCloud>) -> u32 {
+    s.lock().policy.limits().max_pods
+}
+
+#[tokio::test]
+async fn max_pods_follows_the_node_unless_pinned_and_a_bad_value_keeps_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, fake) = daemon(dir.path(), false).await;
+    let table = max_pods(&s);
+    fake.state.lock().unwrap().node = Some(node(Some(Ok(12)), false));
+    pool::cycle(&s).await;
+    assert_eq!(max_pods(&s), 12);
+    assert_eq!(
+        *s.kube.max_pods_source.lock().unwrap(),
+        "Node.status.capacity.pods"
+    );
+    let bad = KubeError::Invalid {
+        object: "Node/n1".into(),
+        field: "status.capacity.pods".into(),
+        message: "\"lots\": expected a positive whole number".into(),
+    };
+    fake.state.lock().unwrap().node = Some(node(Some(Err(bad)), false));
+    pool::cycle(&s).await;
+    assert_eq!(max_pods(&s), 12, "a malformed capacity changes nothing");
+    assert!(table > 12);
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let (p, fake2) = daemon(dir2.path(), true).await;
+    fake2.state.lock().unwrap().node = Some(node(Some(Ok(12)), false));
+    pool::cycle(&p).await;
+    assert_eq!(max_pods(&p), 25, "--max-pods wins");
+}
+
+#[tokio::test]
+async fn a_cordoned_node_does_not_grow_and_waiting_pods_get_one_warning_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, fake) = daemon(dir.path(), false).await;
+    fake.state.lock().unwrap().node = Some(node(None, true));
+    // The start-up cycle ran before the fake was installed: drop what it added.
+    let before = s.lock().ds.stats(vpc_cni_ipamd::state::now()).total_ips;
+    for _ in 0..3 {
+        vpc_cni_ipamd::kube::pod_waiting(&s);
+        pool::cycle(&s).await;
+    }
+    let after = s.lock().ds.stats(vpc_cni_ipamd::state::now()).total_ips;
+    assert_eq!(after, before, "no growth while cordoned");
+    // The Events go through the worker: start it and let it drain.
+    vpc_cni_ipamd::kube::start_worker(&s);
+    vpc_cni_ipamd::kube::pod_waiting(&s);
+    pool::cycle(&s).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let w = fake.state.lock().unwrap().warnings.clone();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].regarding, Regarding::Node);
+    assert_eq!(w[0].reason, "PodsWaitingForAddresses");
+    assert!(w[0].note.contains("cordoned"), "{}", w[0].note);
+    // The same cause again within a minute: no second Event.
+    vpc_cni_ipamd::kube::pod_waiting(&s);
+    pool::cycle(&s).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(fake.state.lock().unwrap().warnings.len(), 1);
+}
