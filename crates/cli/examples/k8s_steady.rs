@@ -6,8 +6,8 @@
 //!
 //! `cargo run --release -p vpc-cni --example k8s_steady -- --seconds 600`
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[path = "support/node.rs"]
@@ -15,7 +15,7 @@ mod node;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use node::{Reaped, connect, rss_kib};
+use node::{Reaped, aws_daemon, connect, free_port, rss_kib, vpc_cni_exe};
 use serde_json::json;
 use vpc_cni_emulator::{EmulatorConfig, start};
 
@@ -47,7 +47,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let table = vpc_cni_limits::LimitsTable::resolve(None, None)?;
+    // m5.16xlarge (15 ENIs × 50 addresses) is in the reference data, not the built-in table.
+    let env = std::env::var(vpc_cni_limits::DATA_DIR_ENV).ok();
+    let table = vpc_cni_limits::LimitsTable::resolve(None, env.as_deref())?;
     let itype = table.get("m5.16xlarge")?.clone();
     let cfg = EmulatorConfig {
         instances: vec![itype],
@@ -76,39 +78,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let kc = dir.path().join("kubeconfig");
     std::fs::write(&kc, k8s.kubeconfig("bench"))?;
-    let exe = match &args.vpc_cni {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .and_then(Path::parent)
-            .context("target directory")?
-            .join("vpc-cni"),
-    };
+    let exe = vpc_cni_exe(args.vpc_cni.as_ref())?;
     let sock = dir.path().join("ipamd.sock");
-    let child = Command::new(&exe)
-        .args(["daemon", "--cloud", "aws", "--cycle-ms", "5000", "--socket"])
-        .arg(&sock)
-        .arg("--checkpoint")
-        .arg(dir.path().join("ipam.json"))
-        .args([
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--introspection-addr",
-            "127.0.0.1:0",
-        ])
+    let child = aws_daemon(&exe, dir.path(), &ec2, free_port()?, free_port()?)
         .arg("--kubeconfig")
         .arg(&kc)
-        .env("AWS_ENDPOINT_URL_EC2", format!("http://{}", ec2.ec2))
-        .env(
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-            format!("http://{}", ec2.imds[0].1),
-        )
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_REGION", "us-east-1")
         .env("MY_NODE_NAME", node)
-        .env("AWS_VPC_K8S_CNI_LOG_FILE", dir.path().join("ipamd.log"))
-        .env("AWS_VPC_K8S_CNI_LOGLEVEL", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

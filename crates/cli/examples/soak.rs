@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ mod node;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use node::{Reaped, connect, rss_kib};
+use node::{Reaped, aws_daemon, connect, free_port, rss_kib, vpc_cni_exe};
 use tonic::transport::Channel;
 use vpc_cni_emulator::{EmulatorConfig, Running, start};
 use vpc_cni_proto::rpc::cni_backend_client::CniBackendClient;
@@ -144,44 +144,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A free loopback port.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Start the daemon; it and its introspection port.
 fn spawn_daemon(args: &Args, emu: &Running, dir: &Path) -> anyhow::Result<(Reaped, u16)> {
     let introspection = free_port()?;
-    let exe = match &args.vpc_cni {
-        Some(p) => p.clone(),
-        None => {
-            let me = std::env::current_exe()?;
-            me.parent()
-                .and_then(Path::parent)
-                .context("locating the target directory")?
-                .join("vpc-cni")
-        }
-    };
-    let child = Command::new(&exe)
-        .args(["daemon", "--cloud", "aws", "--cycle-ms", "1000", "--socket"])
-        .arg(dir.join("ipamd.sock"))
-        .arg("--checkpoint")
-        .arg(dir.join("ipam.json"))
-        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port()?)])
-        .args([
-            "--introspection-addr",
-            &format!("127.0.0.1:{introspection}"),
-        ])
-        .env("AWS_ENDPOINT_URL_EC2", format!("http://{}", emu.ec2))
-        .env(
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-            format!("http://{}", emu.imds[0].1),
-        )
-        .env("AWS_ACCESS_KEY_ID", "emulator")
-        .env("AWS_SECRET_ACCESS_KEY", "emulator")
-        .env("AWS_REGION", "us-east-1")
+    let exe = vpc_cni_exe(args.vpc_cni.as_ref())?;
+    let child = aws_daemon(&exe, dir, emu, free_port()?, introspection)
+        .args(["--cycle-ms", "1000"])
         .env("CLUSTER_NAME", "soak")
         // Upstream's 30 s cooldown (cooling addresses count as available, so the pool does not
         // grow for them) would cap churn at one pool's worth per 30 s: 2 s keeps the pool, not
@@ -191,8 +159,6 @@ fn spawn_daemon(args: &Args, emu: &Running, dir: &Path) -> anyhow::Result<(Reape
             "ENABLE_PREFIX_DELEGATION",
             if args.prefix { "true" } else { "false" },
         )
-        .env("AWS_VPC_K8S_CNI_LOG_FILE", dir.join("ipamd.log"))
-        .env("AWS_VPC_K8S_CNI_LOGLEVEL", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("stderr.log"))?)
         .spawn()

@@ -41,3 +41,55 @@ pub async fn connect(sock: &Path) -> anyhow::Result<CniBackendClient<Channel>> {
         .await?;
     Ok(CniBackendClient::new(ch))
 }
+
+/// The vpc-cni binary: `given`, else the one built beside this example.
+pub fn vpc_cni_exe(given: Option<&std::path::PathBuf>) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    match given {
+        Some(p) => Ok(p.clone()),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .context("locating the target directory")?
+            .join("vpc-cni")),
+    }
+}
+
+/// `vpc-cni daemon --cloud aws` pointed at the emulator `emu` (first instance), its socket,
+/// checkpoint and log in `dir`, listeners on `metrics` and `introspection`.
+pub fn aws_daemon(
+    exe: &Path,
+    dir: &Path,
+    emu: &vpc_cni_emulator::Running,
+    metrics: u16,
+    introspection: u16,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(exe);
+    c.args(["daemon", "--cloud", "aws", "--socket"])
+        .arg(dir.join("ipamd.sock"))
+        .arg("--checkpoint")
+        .arg(dir.join("ipam.json"))
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .args([
+            "--introspection-addr",
+            &format!("127.0.0.1:{introspection}"),
+        ])
+        .env("AWS_ENDPOINT_URL_EC2", format!("http://{}", emu.ec2))
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://{}", emu.imds[0].1),
+        )
+        .env("AWS_ACCESS_KEY_ID", "emulator")
+        .env("AWS_SECRET_ACCESS_KEY", "emulator")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_VPC_K8S_CNI_LOG_FILE", dir.join("ipamd.log"))
+        .env("AWS_VPC_K8S_CNI_LOGLEVEL", "info");
+    c
+}
+
+/// A free loopback port.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
