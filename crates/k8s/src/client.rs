@@ -46,6 +46,7 @@ pub struct KubeClient {
     opts: Options,
     endpoint: String,
     cache: Arc<Mutex<Cache>>,
+    eniconfig_watch: std::sync::Once,
     recorder: Recorder,
 }
 
@@ -104,6 +105,7 @@ impl KubeClient {
             opts,
             endpoint,
             cache: Arc::default(),
+            eniconfig_watch: std::sync::Once::new(),
             recorder,
         })
     }
@@ -123,8 +125,9 @@ impl KubeClient {
         }
     }
 
-    /// Start the watches (Node by name, ENIConfigs) in the background; they retry with
-    /// kube-rs's default backoff.
+    /// Start the Node watch (by name) in the background; it retries with kube-rs's default
+    /// backoff. The ENIConfig watch starts on the first [`Kube::eniconfig`] (as upstream's lazy
+    /// informer): a cluster without custom networking, often without the CRD, costs nothing.
     pub fn start_watches(&self) {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let by_name =
@@ -145,6 +148,10 @@ impl KubeClient {
                 }
             }
         });
+    }
+
+    /// Watch every ENIConfig into the cache (once).
+    fn watch_eniconfigs(&self) {
         let enis: Api<DynamicObject> = Api::all_with(self.client.clone(), &eniconfig_resource());
         let cache = self.cache.clone();
         tokio::spawn(async move {
@@ -268,6 +275,7 @@ impl Kube for KubeClient {
     }
 
     fn eniconfig(&self, name: &str) -> Option<Result<EniConfig, KubeError>> {
+        self.eniconfig_watch.call_once(|| self.watch_eniconfigs());
         self.cache
             .lock()
             .unwrap()
