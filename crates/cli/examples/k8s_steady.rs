@@ -15,14 +15,13 @@ mod node;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use node::{Reaped, aws_daemon, connect, free_port, rss_kib, vpc_cni_exe};
+use node::{Reaped, add_request, aws_daemon, connect, free_port, rss_kib, vpc_cni_exe};
 use serde_json::json;
 use vpc_cni_emulator::{EmulatorConfig, start};
 
 fn rss_mib(pid: u32) -> f64 {
     rss_kib(pid) as f64 / 1024.0
 }
-use vpc_cni_proto::rpc::AddNetworkRequest;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -102,15 +101,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for i in 0..args.pods {
         loop {
             let r = c
-                .add_network(AddNetworkRequest {
-                    k8s_pod_name: format!("pod-{i}"),
-                    k8s_pod_namespace: "default".into(),
-                    container_id: format!("{i:064x}"),
-                    if_name: "eth0".into(),
-                    network_name: "aws-cni".into(),
-                    client_version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                })
+                .add_network(add_request(
+                    "default",
+                    &format!("pod-{i}"),
+                    &format!("{i:064x}"),
+                ))
                 .await?
                 .into_inner();
             if r.success {

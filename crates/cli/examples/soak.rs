@@ -21,11 +21,11 @@ mod node;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use node::{Reaped, aws_daemon, connect, free_port, rss_kib, vpc_cni_exe};
+use node::{Reaped, add_request, aws_daemon, connect, free_port, rss_kib, vpc_cni_exe};
 use tonic::transport::Channel;
 use vpc_cni_emulator::{EmulatorConfig, Running, start};
+use vpc_cni_proto::rpc::DelNetworkRequest;
 use vpc_cni_proto::rpc::cni_backend_client::CniBackendClient;
-use vpc_cni_proto::rpc::{AddNetworkRequest, DelNetworkRequest};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -239,16 +239,7 @@ async fn add(
     id: String,
 ) -> anyhow::Result<()> {
     let r = c
-        .add_network(AddNetworkRequest {
-            k8s_pod_name: format!("pod-{}", &id[48..]),
-            k8s_pod_namespace: "soak".into(),
-            container_id: id.clone(),
-            if_name: "eth0".into(),
-            network_name: "aws-cni".into(),
-            netns: "/var/run/netns/soak".into(),
-            client_version: env!("CARGO_PKG_VERSION").into(),
-            ..Default::default()
-        })
+        .add_network(add_request("soak", &format!("pod-{}", &id[48..]), &id))
         .await?
         .into_inner();
     let ip = r

@@ -13,6 +13,7 @@ pub mod server;
 pub mod store;
 pub mod table;
 pub mod tls;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

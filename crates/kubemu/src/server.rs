@@ -3,18 +3,17 @@
 //! kubectl's human output, and injected faults and latency.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::resources::{self, Resource};
 use crate::select::Selector;
-use crate::store::{ApiError, Store, rkey, with_type};
+use crate::store::{ApiError, Store};
 use crate::{events, patch, table};
 
 /// Faults injected into API requests (not into `/version` or `/_emulator`).
@@ -65,7 +64,7 @@ impl Shared {
     }
 }
 
-fn json_response(code: u16, v: &Value) -> Response {
+pub(crate) fn json_response(code: u16, v: &Value) -> Response {
     Response::builder()
         .status(code)
         .header(header::CONTENT_TYPE, "application/json")
@@ -73,16 +72,16 @@ fn json_response(code: u16, v: &Value) -> Response {
         .expect("valid response")
 }
 
-fn error(e: &ApiError) -> Response {
+pub(crate) fn error(e: &ApiError) -> Response {
     json_response(e.code, &e.status())
 }
 
 /// What a resource path names.
-struct Target {
-    res: Resource,
-    ns: Option<String>,
-    name: Option<String>,
-    sub: Option<String>,
+pub(crate) struct Target {
+    pub(crate) res: Resource,
+    pub(crate) ns: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) sub: Option<String>,
 }
 
 /// Route one request.
@@ -147,7 +146,7 @@ pub async fn handle(
         .get("watch")
         .is_some_and(|w| w.eq_ignore_ascii_case("true") || w == "1" || w == "t");
     match (&method, &target.name) {
-        (&Method::GET, None) if watching => watch(s, target, &q).await,
+        (&Method::GET, None) if watching => crate::watch::watch(s, target, &q).await,
         (&Method::GET, None) => list(&s, &target, &q, &headers),
         (&Method::GET, Some(name)) => read(&s, &target, name, &headers),
         (&Method::POST, None) => write(&s, &target, &method, &headers, &body),
@@ -270,7 +269,7 @@ fn parse_target(store: &Store, path: &str) -> Result<Target, ApiError> {
 }
 
 /// Core Events live in events.k8s.io storage.
-fn storage(store: &Store, r: &Resource) -> (Resource, bool) {
+pub(crate) fn storage(store: &Store, r: &Resource) -> (Resource, bool) {
     if r.group.is_empty() && r.plural == "events" {
         (
             store
@@ -283,7 +282,7 @@ fn storage(store: &Store, r: &Resource) -> (Resource, bool) {
     }
 }
 
-fn selectors(q: &HashMap<String, String>) -> Result<(Selector, Selector), ApiError> {
+pub(crate) fn selectors(q: &HashMap<String, String>) -> Result<(Selector, Selector), ApiError> {
     let bad = |e| ApiError::new(400, "BadRequest", e);
     Ok((
         Selector::labels(q.get("labelSelector").map_or("", String::as_str)).map_err(bad)?,
@@ -449,128 +448,6 @@ fn patch_object(
     // A patch that carries metadata.resourceVersion is an optimistic lock (upstream's CNINode
     // patch); one without it applies to whatever is current.
     store.update(res, ns, name, obj, status)
-}
-
-async fn watch(s: Arc<Shared>, t: Target, q: &HashMap<String, String>) -> Response {
-    let (labels, fields) = match selectors(q) {
-        Ok(x) => x,
-        Err(e) => return error(&e),
-    };
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(Duration::from_secs(1800), Duration::from_secs);
-    let from = q
-        .get("resourceVersion")
-        .filter(|v| !v.is_empty() && *v != "0");
-    let (rx, backlog, res, core) = {
-        let store = s.store.lock().unwrap();
-        let (res, core) = storage(&store, &t.res);
-        let rx = store.tx.subscribe();
-        let backlog = match from.map(|v| v.parse::<u64>()) {
-            Some(Ok(rv)) if rv < store.oldest_watchable() => {
-                let gone = ApiError::new(
-                    410,
-                    "Expired",
-                    format!(
-                        "too old resource version: {rv} ({})",
-                        store.oldest_watchable()
-                    ),
-                );
-                let line = json!({"type": "ERROR", "object": gone.status()});
-                return stream_response(futures::stream::iter(vec![line]).boxed_lines());
-            }
-            Some(Ok(rv)) => store
-                .changes_since(rv)
-                .into_iter()
-                .filter(|c| c.rkey == rkey(&res))
-                .map(|c| (c.rv, c.namespace, c.kind, c.object))
-                .collect::<Vec<_>>(),
-            Some(Err(_)) => {
-                return error(&ApiError::new(
-                    400,
-                    "BadRequest",
-                    "resourceVersion: not a number",
-                ));
-            }
-            None => store
-                .list(&res, t.ns.as_deref())
-                .into_iter()
-                .map(|o| (store.resource_version(), String::new(), "ADDED", o))
-                .collect(),
-        };
-        (rx, backlog, res, core)
-    };
-    let ns = t.ns.clone();
-    let key = rkey(&res);
-    let keep = move |namespace: &str, o: &Value| {
-        ns.as_deref()
-            .is_none_or(|n| n == namespace || n == o["metadata"]["namespace"])
-            && labels.matches(o)
-            && fields.matches(o)
-    };
-    let keep = Arc::new(keep);
-    let last = backlog.iter().map(|b| b.0).max().unwrap_or(0);
-    let conv = move |o: Value| {
-        if core {
-            events::to_core(o)
-        } else {
-            with_type(&res, o)
-        }
-    };
-    let conv = Arc::new(conv);
-    let (k1, c1) = (keep.clone(), conv.clone());
-    let first: Vec<Value> = backlog
-        .into_iter()
-        .filter(|(_, ns, _, o)| k1(ns, o))
-        .map(|(_, _, kind, o)| json!({"type": kind, "object": c1(o)}))
-        .collect();
-    use futures::StreamExt;
-    let live = futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(c) => return Some((c, rx)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return None,
-            }
-        }
-    })
-    .filter(move |c| {
-        let ok = c.rkey == key && c.rv > last && keep(&c.namespace, &c.object);
-        async move { ok }
-    })
-    .map(move |c| json!({"type": c.kind, "object": conv(c.object)}));
-    let all = futures::stream::iter(first).chain(live);
-    let bounded = tokio_stream_timeout(all, timeout);
-    stream_response(bounded.boxed_lines())
-}
-
-/// End a stream after `d`.
-fn tokio_stream_timeout(
-    s: impl futures::Stream<Item = Value> + Send + 'static,
-    d: Duration,
-) -> impl futures::Stream<Item = Value> + Send + 'static {
-    use futures::StreamExt;
-    s.take_until(tokio::time::sleep(d))
-}
-
-trait Lines {
-    fn boxed_lines(self) -> futures::stream::BoxStream<'static, Result<Bytes, Infallible>>;
-}
-
-impl<S: futures::Stream<Item = Value> + Send + 'static> Lines for S {
-    fn boxed_lines(self) -> futures::stream::BoxStream<'static, Result<Bytes, Infallible>> {
-        use futures::StreamExt;
-        self.map(|v| Ok(Bytes::from(format!("{v}\n")))).boxed()
-    }
-}
-
-fn stream_response(s: futures::stream::BoxStream<'static, Result<Bytes, Infallible>>) -> Response {
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from_stream(s))
-        .expect("valid response")
 }
 
 /// `/_emulator/faults` (GET, PUT) and `/_emulator/requests` (GET).

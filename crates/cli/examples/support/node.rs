@@ -93,3 +93,21 @@ pub fn free_port() -> anyhow::Result<u16> {
         .local_addr()?
         .port())
 }
+
+/// An AddNetwork request as the plugin sends it for pod `namespace/name` in sandbox `container`.
+pub fn add_request(
+    namespace: &str,
+    name: &str,
+    container: &str,
+) -> vpc_cni_proto::rpc::AddNetworkRequest {
+    vpc_cni_proto::rpc::AddNetworkRequest {
+        k8s_pod_name: name.into(),
+        k8s_pod_namespace: namespace.into(),
+        container_id: container.into(),
+        if_name: "eth0".into(),
+        network_name: "aws-cni".into(),
+        netns: format!("/var/run/netns/{container}"),
+        client_version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    }
+}
