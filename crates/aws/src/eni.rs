@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::{
     ConnectionTrackingSpecificationRequest, NetworkInterfaceAttachmentChanges, ResourceType, Tag,
     TagSpecification,
 };
-use vpc_cni_cloud::{CloudError, ErrorKind};
+use vpc_cni_cloud::{CloudError, EniPlacement, ErrorKind};
 
 use crate::{AwsCloud, TAG_CREATED_AT, backoff, cloud_error, sweep, tagging};
 
@@ -109,15 +109,24 @@ impl AwsCloud {
             .await
     }
 
-    /// Create an ENI (subnet and groups of the primary ENI, upstream description and tags),
+    /// Create an ENI (subnet and groups of the primary ENI, or the placement's under custom
+    /// networking; upstream description and tags),
     /// attach it at the lowest free device index, set DeleteOnTermination; an ENI whose attach
     /// failed is deleted. Returns (ENI ID, MAC).
     pub async fn create_and_attach(
         &self,
         ips: u32,
         prefixes: u32,
+        placement: Option<&EniPlacement>,
     ) -> Result<(String, String), CloudError> {
-        let candidates = self.candidate_subnets().await;
+        let candidates = match placement {
+            Some(p) => vec![p.subnet.clone()],
+            None => self.candidate_subnets().await,
+        };
+        let groups = match placement {
+            Some(p) if !p.security_groups.is_empty() => p.security_groups.clone(),
+            _ => self.groups(),
+        };
         let mut last = None;
         let mut made = None;
         for subnet in &candidates {
@@ -132,7 +141,7 @@ impl AwsCloud {
                         .set_tags(Some(self.tags()))
                         .build(),
                 );
-            for g in &self.groups() {
+            for g in &groups {
                 create = create.groups(g);
             }
             if let Some(ct) = &self.conntrack {

@@ -58,3 +58,19 @@ impl AwsCloud {
         Ok(Some(now))
     }
 }
+
+impl AwsCloud {
+    /// `DescribeSecurityGroups` of `ids`: `InvalidGroup.NotFound` when one does not exist.
+    pub async fn groups_exist(&self, ids: &[String]) -> Result<(), CloudError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.ec2
+            .describe_security_groups()
+            .set_group_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| cloud_error("DescribeSecurityGroups", e))
+    }
+}

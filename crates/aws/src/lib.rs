@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use ipnet::{Ipv4Net, Ipv6Net};
-use vpc_cni_cloud::{Cloud, CloudError, EniClasses, InstanceMeta, Interface};
+use vpc_cni_cloud::{
+    Cloud, CloudError, EniClasses, EniPlacement, InstanceMeta, Interface, SubnetFacts,
+};
 
 pub use imds::Imds;
 
@@ -436,9 +438,22 @@ impl Cloud for AwsCloud {
             .map_err(|e| cloud_error("UnassignPrivateIpAddresses", e))
     }
 
-    async fn allocate_eni(&self, ips: u32, prefixes: u32) -> Result<Interface, CloudError> {
-        let (_, mac) = self.create_and_attach(ips, prefixes).await?;
+    async fn allocate_eni(
+        &self,
+        ips: u32,
+        prefixes: u32,
+        placement: Option<&EniPlacement>,
+    ) -> Result<Interface, CloudError> {
+        let (_, mac) = self.create_and_attach(ips, prefixes, placement).await?;
         self.wait_in_imds(&mac, ips, prefixes).await
+    }
+
+    async fn subnet(&self, id: &str) -> Result<SubnetFacts, CloudError> {
+        self.subnet_facts(id).await
+    }
+
+    async fn check_security_groups(&self, ids: &[String]) -> Result<(), CloudError> {
+        self.groups_exist(ids).await
     }
 
     async fn free_eni(&self, eni: &str) -> Result<(), CloudError> {

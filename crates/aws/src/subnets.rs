@@ -97,3 +97,35 @@ impl AwsCloud {
         )
     }
 }
+
+impl AwsCloud {
+    /// `DescribeSubnets` of one subnet: its VPC, zone and block (custom networking checks an
+    /// ENIConfig's subnet against the node's with this).
+    pub async fn subnet_facts(&self, id: &str) -> Result<vpc_cni_cloud::SubnetFacts, CloudError> {
+        let out = self
+            .ec2
+            .describe_subnets()
+            .subnet_ids(id)
+            .send()
+            .await
+            .map_err(|e| crate::cloud_error("DescribeSubnets", e))?;
+        let s = out
+            .subnets()
+            .iter()
+            .find(|s| s.subnet_id() == Some(id))
+            .ok_or_else(|| CloudError {
+                code: "InvalidSubnetID.NotFound".into(),
+                message: format!("DescribeSubnets: the subnet ID '{id}' does not exist"),
+            })?;
+        let cidr = s.cidr_block().unwrap_or_default();
+        Ok(vpc_cni_cloud::SubnetFacts {
+            id: id.to_string(),
+            vpc_id: s.vpc_id().unwrap_or_default().to_string(),
+            zone: s.availability_zone().unwrap_or_default().to_string(),
+            cidr: cidr.parse().map_err(|_| CloudError {
+                code: "InvalidResponse".into(),
+                message: format!("DescribeSubnets: {id}: cidrBlock {cidr:?} is not an IPv4 block"),
+            })?,
+        })
+    }
+}

@@ -14,6 +14,8 @@ fn config(ipv6: Option<&str>) -> EmulatorConfig {
     EmulatorConfig {
         instances: vec![LimitsTable::builtin().get("m5.large").unwrap().clone()],
         subnet: "10.0.0.0/20".parse().unwrap(),
+        extra_subnets: Vec::new(),
+        security_groups: Vec::new(),
         seed: 1,
         latency_scale: 0.0,
         error_rate: 0.0,
@@ -123,7 +125,7 @@ async fn ipv6_paths_and_actions_and_tagging_against_the_emulator() {
     );
 
     // A new ENI carries the tags and createdAt from the start.
-    let (eni, _) = cloud.create_and_attach(2, 0).await.unwrap();
+    let (eni, _) = cloud.create_and_attach(2, 0, None).await.unwrap();
     {
         let vpc = emu.shared.vpc.lock().unwrap();
         let tags = &vpc.eni(&eni).unwrap().tags;

@@ -103,7 +103,7 @@ async fn backend_calls_succeed_against_moto() {
     );
 
     let (eni, mac) = cloud
-        .create_and_attach(4, 0)
+        .create_and_attach(4, 0, None)
         .await
         .expect("create + attach + DeleteOnTermination");
     assert!(mac.contains(':'), "{mac}");
@@ -252,7 +252,10 @@ async fn backend_calls_succeed_against_moto() {
         d.network_interfaces()[0].tag_set()
     );
 
-    let (second, _) = cloud.create_and_attach(0, 0).await.expect("a second ENI");
+    let (second, _) = cloud
+        .create_and_attach(0, 0, None)
+        .await
+        .expect("a second ENI");
     let d = ec2
         .describe_network_interfaces()
         .network_interface_ids(&second)

@@ -53,6 +53,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cfg = EmulatorConfig {
         instances: vec![itype],
         subnet: "10.0.0.0/16".parse()?,
+        extra_subnets: Vec::new(),
+        security_groups: Vec::new(),
         seed: 3,
         latency_scale: 0.0,
         error_rate: 0.0,

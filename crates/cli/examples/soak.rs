@@ -88,6 +88,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cfg = EmulatorConfig {
         instances: vec![itype],
         subnet: "10.0.0.0/20".parse()?,
+        extra_subnets: Vec::new(),
+        security_groups: Vec::new(),
         seed: 7,
         latency_scale: 0.05,
         error_rate: args.error_rate,

@@ -1,5 +1,5 @@
 //! The daemon's start-up with Kubernetes (upstream v1.20+): when a feature needs the API server
-//! (`ANNOTATE_POD_IP`, later custom networking and security groups for pods) wait for `GET
+//! (`ANNOTATE_POD_IP`, custom networking; later security groups for pods) wait for `GET
 //! /version` every 2 s (5 s timeout each; any other error stops the daemon naming the endpoint);
 //! otherwise try for 30 s, start without it, and keep trying every 5 s in the background. The
 //! Node watch is given 3 s to answer before the first pool cycle, so max pods comes from it.
@@ -30,6 +30,12 @@ pub enum Plan {
 pub fn settings(max_pods_pinned: bool) -> anyhow::Result<KubeSettings> {
     let r = EnvReader::new(|k| std::env::var(k).ok());
     let annotate_pod_ip = r.boolean("ANNOTATE_POD_IP", false)?;
+    let mut needs_api = Vec::new();
+    for var in ["ANNOTATE_POD_IP", "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"] {
+        if r.boolean(var, false)? {
+            needs_api.push(var);
+        }
+    }
     let startup_taint = match std::env::var("VPC_CNI_STARTUP_TAINT") {
         Ok(t) if t.trim().is_empty() => None,
         Ok(t) => Some(t),
@@ -42,6 +48,7 @@ pub fn settings(max_pods_pinned: bool) -> anyhow::Result<KubeSettings> {
         startup_taint,
         conflist: PathBuf::from(dir).join("10-aws.conflist"),
         max_pods_pinned,
+        needs_api,
     })
 }
 
@@ -69,9 +76,9 @@ pub async fn connect(
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
     let configured = kubeconfig.is_some() || std::env::var_os("KUBECONFIG").is_some() || in_cluster;
     if !configured {
-        if ks.annotate_pod_ip {
+        if let Some(var) = ks.needs_api.first() {
             bail!(
-                "ANNOTATE_POD_IP=true needs the Kubernetes API: give --kubeconfig, KUBECONFIG, or run in a pod"
+                "{var}=true needs the Kubernetes API: give --kubeconfig, KUBECONFIG, or run in a pod"
             );
         }
         tracing::info!(
@@ -93,7 +100,7 @@ pub async fn connect(
     })
     .await?;
     let client = Arc::new(client);
-    let required = ks.annotate_pod_ip;
+    let required = !ks.needs_api.is_empty();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match version(&client).await {
@@ -103,7 +110,10 @@ pub async fn connect(
                 return Ok(Plan::Ready(client));
             }
             Err(e) if required && !is_timeout(&e) => {
-                bail!("the API server is needed (ANNOTATE_POD_IP=true) and failed: {e}");
+                bail!(
+                    "the API server is needed ({}=true) and failed: {e}",
+                    ks.needs_api.join("=true, ")
+                );
             }
             Err(e) if required => tracing::warn!(error = %e, "waiting for the API server"),
             Err(e) if tokio::time::Instant::now() >= deadline => {

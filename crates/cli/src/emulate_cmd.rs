@@ -37,6 +37,19 @@ pub struct Args {
     /// Subnet (and VPC) CIDR.
     #[arg(long, default_value = "10.0.0.0/20")]
     subnet: Ipv4Net,
+    /// A further subnet instances are placed in (round-robin with --subnet), as CIDR@ZONE:
+    /// ZONE is a letter (b: <region>b) or a zone name. Repeat for several. Subnet IDs follow the
+    /// order given: subnet-0emu is --subnet, then the --node-subnet ones, then --pod-subnet.
+    #[arg(long = "node-subnet", value_name = "CIDR@ZONE")]
+    node_subnets: Vec<String>,
+    /// A pod subnet for custom networking (ENIConfig), holding no instance, as CIDR@ZONE (e.g.
+    /// 100.64.0.0/24@a); its block joins the VPC's. Repeat for several.
+    #[arg(long = "pod-subnet", value_name = "CIDR@ZONE")]
+    pod_subnets: Vec<String>,
+    /// A security group that exists besides the VPC's default sg-0sim (ENIConfigs may name it;
+    /// an unknown group fails with InvalidGroup.NotFound). Repeat for several.
+    #[arg(long = "security-group", value_name = "ID")]
+    security_groups: Vec<String>,
     /// Seed of the simulated VPC.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -123,9 +136,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|t| table.get(t).cloned())
         .collect::<Result<Vec<_>, _>>()?;
+    let mut extra_subnets = Vec::new();
+    for (flag, list, pod_only) in [
+        ("--node-subnet", &args.node_subnets, false),
+        ("--pod-subnet", &args.pod_subnets, true),
+    ] {
+        for v in list {
+            extra_subnets.push(subnet_spec(flag, v, &args.region, pod_only)?);
+        }
+    }
+    for g in &args.security_groups {
+        if !g.starts_with("sg-") || g.len() < 4 {
+            bail!("--security-group {g}: expected a security group ID (sg-…)");
+        }
+    }
     let cfg = EmulatorConfig {
         instances,
         subnet: args.subnet,
+        extra_subnets,
+        security_groups: args.security_groups.clone(),
         seed: args.seed,
         latency_scale: args.latency_scale,
         error_rate: args.error_rate,
@@ -179,6 +208,53 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
+/// `CIDR@ZONE` of --node-subnet / --pod-subnet.
+fn subnet_spec(
+    flag: &str,
+    v: &str,
+    region: &str,
+    pod_only: bool,
+) -> anyhow::Result<vpc_cni_emulator::SubnetSpec> {
+    let expected = "expected CIDR@ZONE, e.g. 100.64.0.0/24@b (ZONE: a letter or a zone name)";
+    let (cidr, zone) = v
+        .split_once('@')
+        .with_context(|| format!("{flag} {v}: {expected}"))?;
+    let cidr: Ipv4Net = cidr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{flag} {v}: {cidr}: {e}; {expected}"))?;
+    let zone = match zone {
+        z if z.len() == 1 && z.chars().all(|c| c.is_ascii_lowercase()) => format!("{region}{z}"),
+        z if z.starts_with(region) && z.len() > region.len() => z.to_string(),
+        z => bail!("{flag} {v}: zone {z:?} is not in region {region}; {expected}"),
+    };
+    Ok(vpc_cni_emulator::SubnetSpec {
+        cidr: cidr.trunc(),
+        zone,
+        pod_only,
+    })
+}
+
+/// The subnets as (ID, CIDR, zone, role).
+fn subnets(r: &vpc_cni_emulator::Running) -> Vec<(String, String, String, &'static str)> {
+    let vpc = r.shared.vpc.lock().expect("emulator state");
+    let homes: std::collections::BTreeSet<String> = r
+        .imds
+        .iter()
+        .filter_map(|(id, _)| vpc.instance(id).map(|i| i.subnet_id.clone()))
+        .collect();
+    vpc.subnets
+        .values()
+        .map(|s| {
+            let role = if homes.contains(&s.id) {
+                "nodes"
+            } else {
+                "pods"
+            };
+            (s.id.clone(), s.cidr.to_string(), s.az.clone(), role)
+        })
+        .collect()
+}
+
 /// The endpoints, as shell exports or one JSON line.
 fn print_endpoints(
     args: &Args,
@@ -199,6 +275,10 @@ fn print_endpoints(
                     .map(|(id, a)| serde_json::json!({"instance_id": id, "endpoint": format!("http://{a}")}))
                     .collect();
                 doc["ec2"] = serde_json::json!(format!("http://{}", r.ec2));
+                doc["subnets"] = subnets(r)
+                    .into_iter()
+                    .map(|(id, cidr, zone, role)| serde_json::json!({"id": id, "cidr": cidr, "zone": zone, "role": role}))
+                    .collect();
                 doc["imds"] = serde_json::json!(imds);
             }
             if let Some(k) = k8s_json {
@@ -211,6 +291,9 @@ fn print_endpoints(
                 println!("EC2:  http://{}", r.ec2);
                 for (id, a) in &r.imds {
                     println!("IMDS: http://{a}  ({id})");
+                }
+                for (id, cidr, zone, role) in subnets(r) {
+                    println!("Subnet: {id} {cidr} {zone} ({role})");
                 }
                 println!(
                     "\nexport AWS_ENDPOINT_URL_EC2=http://{} AWS_REGION={} AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator",

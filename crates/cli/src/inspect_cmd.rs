@@ -103,6 +103,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "Device",
             "Primary",
             "Route table",
+            "Subnet",
+            "ENIConfig",
             "CIDRs",
             "Addresses",
             "Assigned",
@@ -169,6 +171,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     String::new()
                 },
                 e["RouteTableID"].to_string(),
+                e["SubnetID"].as_str().unwrap_or("").into(),
+                e["ENIConfig"].as_str().unwrap_or("").into(),
                 cidrs.len().to_string(),
                 size.to_string(),
                 used.to_string(),
@@ -185,6 +189,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         && let Ok(k) = serde_json::from_str::<Value>(&k)
     {
         println!("{}", kubernetes_line(&k));
+        if let Some(list) = k["settings"].as_array() {
+            let parts: Vec<String> = list
+                .iter()
+                .filter(|x| x["value"] != "")
+                .map(|x| {
+                    format!(
+                        "{}={} ({})",
+                        x["variable"].as_str().unwrap_or("?"),
+                        x["value"].as_str().unwrap_or("?"),
+                        x["source"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            println!("Warm pool: {}", parts.join(", "));
+        }
+        if let Some(p) = k["eniConfigProblem"].as_str() {
+            println!("Custom networking: no ENI is allocated: {p}");
+        }
     }
     Ok(())
 }
@@ -208,7 +230,9 @@ fn kubernetes_line(k: &Value) -> String {
         } else {
             "; schedulable"
         };
-        s += &format!("; ENIConfig {}", k["eniConfig"].as_str().unwrap_or("-"));
+        if k["customNetworking"] == true {
+            s += &format!("; ENIConfig {}", k["eniConfig"].as_str().unwrap_or("-"));
+        }
     }
     if let Some(e) = k["capacityError"].as_str() {
         s += &format!("; {e}");

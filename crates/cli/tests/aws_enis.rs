@@ -152,7 +152,14 @@ async fn manage_untagged_eni_false_and_reconcile_classifies_new_enis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_group_change_reaches_managed_and_new_enis() {
-    let (_emu, ep) = emulator(&["--instance-type", "m5.large"]);
+    let (_emu, ep) = emulator(&[
+        "--instance-type",
+        "m5.large",
+        "--security-group",
+        "sg-0new",
+        "--security-group",
+        "sg-0extra",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let d = aws_daemon(
         &ep,

@@ -162,6 +162,28 @@ pub struct Interface {
     pub subnet_ipv6_cidrs: Vec<Ipv6Net>,
 }
 
+/// Where a new ENI goes under custom networking: an ENIConfig's subnet and security groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EniPlacement {
+    /// Subnet ID.
+    pub subnet: String,
+    /// Security group IDs (empty: the primary ENI's).
+    pub security_groups: Vec<String>,
+}
+
+/// A subnet as `DescribeSubnets` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubnetFacts {
+    /// Subnet ID.
+    pub id: String,
+    /// Its VPC.
+    pub vpc_id: String,
+    /// Its availability zone.
+    pub zone: String,
+    /// Its IPv4 block.
+    pub cidr: Ipv4Net,
+}
+
 /// What EC2's tags say about the attached ENIs (spec c.7).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct EniClasses {
@@ -211,12 +233,22 @@ pub trait Cloud: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
     /// Create, attach (lowest free device index) and mark DeleteOnTermination a new ENI with
     /// `ips` secondary IPs or `prefixes` prefixes; wait until it is usable. A failed attach
-    /// deletes the new ENI.
+    /// deletes the new ENI. With a placement (custom networking) the ENI goes to that subnet with
+    /// those groups (the primary ENI's when the list is empty) and no other subnet is tried.
     fn allocate_eni(
         &self,
         ips: u32,
         prefixes: u32,
+        placement: Option<&EniPlacement>,
     ) -> impl Future<Output = Result<Interface, CloudError>> + Send;
+    /// `DescribeSubnets` of one subnet (`InvalidSubnetID.NotFound` when there is none).
+    fn subnet(&self, id: &str) -> impl Future<Output = Result<SubnetFacts, CloudError>> + Send;
+    /// `DescribeSecurityGroups` of these groups: `InvalidGroup.NotFound` naming one that does
+    /// not exist.
+    fn check_security_groups(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
     /// Detach and delete an ENI.
     fn free_eni(&self, eni: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
     /// Read the attached ENIs' tags: name the unmanaged ones and give every managed non-trunk

@@ -13,7 +13,7 @@ use vpc_cni_limits::InstanceType;
 use vpc_cni_sim::discovery::candidates;
 use vpc_cni_sim::{Ec2Error, ImdsInterface, Subnet, Throttle, Vpc};
 
-use crate::{Cloud, CloudError, InstanceMeta, Interface};
+use crate::{Cloud, CloudError, EniPlacement, InstanceMeta, Interface, SubnetFacts};
 
 fn local(code: &str, message: String) -> CloudError {
     CloudError {
@@ -322,18 +322,30 @@ impl Cloud for SimCloud {
         r
     }
 
-    async fn allocate_eni(&self, ips: u32, prefixes: u32) -> Result<Interface, CloudError> {
+    async fn allocate_eni(
+        &self,
+        ips: u32,
+        prefixes: u32,
+        placement: Option<&EniPlacement>,
+    ) -> Result<Interface, CloudError> {
         let now = self.now();
         let (id, wait) = {
             let mut vpc = self.lock();
             let device = vpc.free_device_index(&self.instance_id, now).map_err(err)?;
+            if let Some(p) = placement {
+                vpc.check_security_groups(&p.security_groups).map_err(err)?;
+            }
+            let subnets = match placement {
+                Some(p) => vec![p.subnet.clone()],
+                None => self.candidate_subnets(&vpc),
+            };
             let tags = BTreeMap::from([(
                 "node.k8s.amazonaws.com/instance_id".to_string(),
                 self.instance_id.clone(),
             )]);
             let mut last = None;
             let mut made = None;
-            for subnet in self.candidate_subnets(&vpc) {
+            for subnet in subnets {
                 match vpc.create_network_interface(
                     &subnet,
                     &format!("aws-K8S-{}", self.instance_id),
@@ -359,6 +371,9 @@ impl Cloud for SimCloud {
                     )
                 })
             })?;
+            if let Some(p) = placement.filter(|p| !p.security_groups.is_empty()) {
+                vpc.set_security_groups_unmetered(&id, &p.security_groups);
+            }
             if let Err(e) = vpc.attach_network_interface(&id, &self.instance_id, device, now) {
                 let _ = vpc.delete_network_interface(&id, now);
                 return Err(err(e));
@@ -385,6 +400,26 @@ impl Cloud for SimCloud {
             ipv6_prefixes: e.ipv6_prefixes.clone(),
             subnet_ipv6_cidrs: vpc.subnets[&e.subnet_id].ipv6_cidr.into_iter().collect(),
         })
+    }
+
+    async fn subnet(&self, id: &str) -> Result<SubnetFacts, CloudError> {
+        let vpc = self.lock();
+        let s = vpc.subnets.get(id).ok_or_else(|| {
+            local(
+                "InvalidSubnetID.NotFound",
+                format!("The subnet ID '{id}' does not exist"),
+            )
+        })?;
+        Ok(SubnetFacts {
+            id: s.id.clone(),
+            vpc_id: vpc.vpc_id.clone(),
+            zone: s.az.clone(),
+            cidr: s.cidr,
+        })
+    }
+
+    async fn check_security_groups(&self, ids: &[String]) -> Result<(), CloudError> {
+        self.lock().check_security_groups(ids).map_err(err)
     }
 
     async fn excluded_subnets(&self, subnets: &[String]) -> Result<Vec<String>, CloudError> {
@@ -434,7 +469,7 @@ mod tests {
         assert_eq!(ifs.len(), 1);
         let (ips, _) = c.assign(&ifs[0].id, 3, 0).await.unwrap();
         assert_eq!(ips.len(), 3);
-        let eni = c.allocate_eni(0, 2).await.unwrap();
+        let eni = c.allocate_eni(0, 2, None).await.unwrap();
         assert_eq!((eni.device_number, eni.prefixes.len()), (1, 2));
         c.unassign(&eni.id, &eni.prefixes[..1]).await.unwrap();
         c.free_eni(&eni.id).await.unwrap();

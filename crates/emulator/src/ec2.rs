@@ -265,6 +265,8 @@ fn create_eni(c: &mut Ctx<'_>, p: &Params) -> Result<String, ApiError> {
         ));
     }
     let description = p.get("Description").unwrap_or("").to_string();
+    let groups = p.list("SecurityGroupId");
+    c.vpc.check_security_groups(&groups)?;
     crate::ec2_ipv6::check_create(c, &subnet, p)?;
     let id = c.vpc.create_network_interface(
         &subnet,
@@ -274,7 +276,6 @@ fn create_eni(c: &mut Ctx<'_>, p: &Params) -> Result<String, ApiError> {
         prefixes,
         c.now,
     )?;
-    let groups = p.list("SecurityGroupId");
     if !groups.is_empty() {
         // Not an API call of its own: the groups come with the creation.
         c.vpc.set_security_groups_unmetered(&id, &groups);
@@ -555,6 +556,7 @@ pub fn handle(c: &mut Ctx<'_>, action: &str, p: &Params) -> Result<String, ApiEr
             Ok(set("instancesSet", items))
         }
         "DescribeSubnets" => describe_subnets(c, p),
+        "DescribeSecurityGroups" => crate::ec2_groups::describe(c, p),
         "DescribeInstanceTypes" => describe_instance_types(c, p),
         "" => Err(bad(
             "MissingAction",

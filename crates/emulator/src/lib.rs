@@ -5,6 +5,7 @@
 
 mod conntrack;
 pub mod ec2;
+mod ec2_groups;
 mod ec2_ipv6;
 pub mod imds;
 pub mod params;
@@ -26,8 +27,13 @@ pub use server::{EmulatorError, Shared};
 pub struct EmulatorConfig {
     /// One simulated instance per entry.
     pub instances: Vec<InstanceType>,
-    /// The subnet they live in.
+    /// The first subnet instances live in (`subnet-0emu`, zone `<region>a`; also the VPC block).
     pub subnet: Ipv4Net,
+    /// Further subnets (`subnet-1emu`, `subnet-2emu`, … in this order): node subnets share the
+    /// instances round-robin with the first; pod subnets hold no instance (custom networking).
+    pub extra_subnets: Vec<SubnetSpec>,
+    /// Security groups that exist besides the VPC's default one (`sg-0sim`).
+    pub security_groups: Vec<String>,
     /// Seed of the VPC.
     pub seed: u64,
     /// Scale of the latencies actually waited (0 = none).
@@ -40,6 +46,22 @@ pub struct EmulatorConfig {
     pub ipv6_cidr: Option<ipnet::Ipv6Net>,
     /// Region reported by IMDS.
     pub region: String,
+}
+
+/// A subnet beyond the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetSpec {
+    /// Its block.
+    pub cidr: Ipv4Net,
+    /// Its availability zone (full name, e.g. `us-east-1b`).
+    pub zone: String,
+    /// A pod subnet: no instance is placed in it.
+    pub pod_only: bool,
+}
+
+/// The ID of the `k`-th subnet (0: the first, then the extra ones in order).
+pub fn subnet_id(k: usize) -> String {
+    format!("subnet-{k}emu")
 }
 
 /// A running emulator.
@@ -80,11 +102,31 @@ pub fn build_vpc(cfg: &EmulatorConfig) -> Result<(Vpc, Vec<String>), Ec2Error> {
         subnet = subnet.with_ipv6(first)?;
     }
     vpc.add_subnet(subnet);
+    let mut homes = vec![subnet_id(0)];
+    for (k, spec) in cfg.extra_subnets.iter().enumerate() {
+        let id = subnet_id(k + 1);
+        if vpc.subnets.values().any(|s| overlaps(s.cidr, spec.cidr)) {
+            return Err(Ec2Error::new(
+                vpc_cni_sim::Ec2ErrorCode::InvalidParameterValue,
+                format!("subnet {}: overlaps another subnet of the VPC", spec.cidr),
+            ));
+        }
+        vpc.add_subnet(Subnet::new(&id, spec.cidr, &spec.zone)?);
+        if !spec.pod_only {
+            homes.push(id);
+        }
+    }
+    vpc.security_groups = cfg.security_groups.iter().cloned().collect();
     let mut ids = Vec::new();
-    for t in &cfg.instances {
-        ids.push(vpc.run_instance(&t.name, &t.limits, "subnet-0emu", Time::ZERO)?);
+    for (n, t) in cfg.instances.iter().enumerate() {
+        let home = &homes[n % homes.len()];
+        ids.push(vpc.run_instance(&t.name, &t.limits, home, Time::ZERO)?);
     }
     Ok((vpc, ids))
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
 }
 
 /// Start the EC2 listener on `ec2_addr` and one IMDS listener per instance on `imds_addr`

@@ -70,10 +70,6 @@ pub struct DaemonConfig {
 pub const NOT_YET: &[(&str, &str)] = &[
     ("ENABLE_IPv6", "IPv6 mode"),
     ("ENABLE_MULTI_NIC", "multi-NIC pods"),
-    (
-        "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG",
-        "custom networking (ENIConfig)",
-    ),
     ("ENABLE_POD_ENI", "security groups for pods (branch ENIs)"),
 ];
 

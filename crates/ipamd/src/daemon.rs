@@ -154,7 +154,12 @@ pub async fn init_with_host<C: Cloud>(
         host,
         unrouted: Mutex::new(Default::default()),
         kube: Default::default(),
+        custom: Default::default(),
     });
+    shared
+        .kube
+        .eni_limit
+        .store(t.limits.eni_limit, std::sync::atomic::Ordering::Relaxed);
     *shared.kube.max_pods_source.lock().unwrap() = if shared.cfg.max_pods.is_some() {
         "--max-pods"
     } else {

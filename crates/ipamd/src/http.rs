@@ -88,6 +88,13 @@ async fn kubernetes<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
             }
         }
     }
+    let settings = s.lock().policy.settings().clone();
+    let applied = s.kube.overrides.lock().unwrap().applied.clone();
+    doc["settings"] = json!(crate::overrides::sources(&settings, &applied));
+    doc["customNetworking"] = json!(s.cfg.settings.custom_networking);
+    if let Some(p) = s.custom.problem.lock().unwrap().as_ref() {
+        doc["eniConfigProblem"] = json!(p.to_string());
+    }
     Json(doc).into_response()
 }
 
@@ -112,8 +119,21 @@ fn env_map<C: Cloud>(s: &Shared<C>, keys: &[&str]) -> Value {
     Value::Object(m)
 }
 
+/// Upstream's map of variables; a variable a Node annotation overrides shows the value in force,
+/// and `VPC_CNI_NODE_OVERRIDES` names the overrides (`VAR=value (annotation)`, comma-separated).
 async fn ipamd_env<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
-    Json(env_map(&s, crate::config::IPAMD_ENV)).into_response()
+    let mut v = env_map(&s, crate::config::IPAMD_ENV);
+    let settings = s.lock().policy.settings().clone();
+    let applied = s.kube.overrides.lock().unwrap().applied.clone();
+    let mut named = Vec::new();
+    for src in crate::overrides::sources(&settings, &applied) {
+        if let Some(ann) = src.source.strip_prefix("annotation ") {
+            named.push(format!("{}={} ({ann})", src.variable, src.value));
+            v[src.variable] = json!(src.value);
+        }
+    }
+    v["VPC_CNI_NODE_OVERRIDES"] = json!(named.join(", "));
+    Json(v).into_response()
 }
 
 async fn network_env<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
@@ -163,6 +183,7 @@ pub fn rfc3339(t: Option<Time>) -> String {
 }
 
 async fn enis<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
+    let origins = s.custom.origins.lock().unwrap().clone();
     let node = s.lock();
     let (total, assigned, _) = node.ds.counters();
     let mut enis = Map::new();
@@ -210,6 +231,8 @@ async fn enis<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
                 "IsExcludedForPodIPs": e.excluded,
                 "RouteTableID": e.route_table_id,
                 "SubnetID": e.subnet_id,
+                // This project's: the ENIConfig an ENI of this run was made from.
+                "ENIConfig": origins.get(&e.id).cloned().unwrap_or_default(),
             }),
         );
     }

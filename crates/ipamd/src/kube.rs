@@ -4,7 +4,7 @@
 //! cause) are queued here and sent by one worker on the main runtime, so the plugin's socket
 //! never waits for the API server.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -32,6 +32,8 @@ pub struct KubeSettings {
     pub conflist: PathBuf,
     /// `--max-pods` given: the Node's capacity does not override it.
     pub max_pods_pinned: bool,
+    /// The enabled variables that need the API server at start-up.
+    pub needs_api: Vec<&'static str>,
 }
 
 /// Work for the API server.
@@ -60,6 +62,19 @@ pub struct KubeSide {
     warned: Mutex<HashMap<String, Instant>>,
     /// Where max pods came from (`--max-pods`, `Node.status.capacity.pods`, `instance table`).
     pub max_pods_source: Mutex<&'static str>,
+    /// Per-node settings: the annotations last seen and those applied.
+    pub overrides: Mutex<Overrides>,
+    /// The instance's ENI limit (`vpc-cni.io/max-eni` is bounded by it, as `MAX_ENI` is).
+    pub eni_limit: std::sync::atomic::AtomicU32,
+}
+
+/// The per-node annotations as last processed.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    /// The overriding annotations on the Node when last read.
+    pub seen: BTreeMap<String, String>,
+    /// Those in force.
+    pub applied: BTreeMap<String, String>,
 }
 
 impl KubeSide {
@@ -189,12 +204,32 @@ pub fn ec2_failed<C: Cloud>(s: &Shared<C>, api: &str, e: &CloudError) {
     }
 }
 
+/// A Warning Event on the Node, at most once per `every` for `key`.
+pub fn node_warning<C: Cloud>(
+    s: &Shared<C>,
+    key: &str,
+    every: Duration,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    if s.kube.ready() && s.kube.due(key, every) {
+        s.kube.send(Job::Warn(Warning {
+            regarding: Regarding::Node,
+            reason: reason.into(),
+            action: action.into(),
+            note,
+        }));
+    }
+}
+
 /// Before a pool cycle: max pods from the Node's capacity (unless pinned), and whether the node
 /// is cordoned.
 pub fn before_cycle<C: Cloud>(s: &Shared<C>, node: &mut Node) -> bool {
     let Some(view) = s.kube.client().and_then(|k| k.node()) else {
         return false;
     };
+    apply_overrides(s, node, &view);
     let pinned = s.kube.settings.lock().unwrap().max_pods_pinned;
     match view.max_pods {
         Some(Ok(m)) if !pinned => {
@@ -206,6 +241,9 @@ pub fn before_cycle<C: Cloud>(s: &Shared<C>, node: &mut Node) -> bool {
             }
             // Also when the value is the table's: it is the Node's that holds from now on.
             *s.kube.max_pods_source.lock().unwrap() = "Node.status.capacity.pods";
+            if s.cfg.settings.custom_networking {
+                warn_unaddressable(s, &view.name, m, &limits);
+            }
         }
         Some(Err(e)) if s.kube.due("capacity", Duration::from_secs(600)) => {
             tracing::warn!(error = %e, max_pods = node.policy.limits().max_pods, "keeping max pods from the instance table");
@@ -213,6 +251,77 @@ pub fn before_cycle<C: Cloud>(s: &Shared<C>, node: &mut Node) -> bool {
         _ => {}
     }
     view.cordoned
+}
+
+/// Per-node settings from the Node's annotations, applied when they changed.
+fn apply_overrides<C: Cloud>(s: &Shared<C>, node: &mut Node, view: &vpc_cni_k8s::NodeView) {
+    let raw: BTreeMap<String, String> = crate::overrides::ANNOTATIONS
+        .iter()
+        .filter_map(|(a, _)| view.annotations.get(*a).map(|v| (a.to_string(), v.clone())))
+        .collect();
+    let mut st = s.kube.overrides.lock().unwrap();
+    if st.seen == raw {
+        return;
+    }
+    let r = crate::overrides::resolve(&s.cfg.settings, &raw, &st.applied);
+    for x in &r.refused {
+        let note = format!(
+            "annotation {}={:?} refused: {}; the previous setting stays",
+            x.annotation, x.value, x.reason
+        );
+        tracing::warn!(node = %view.name, "{note}");
+        node_warning(
+            s,
+            &format!("override/{}/{}", x.annotation, x.value),
+            Duration::from_secs(600),
+            "InvalidNodeSetting",
+            "ReadNodeAnnotations",
+            note,
+        );
+    }
+    if r.settings != *node.policy.settings() {
+        tracing::info!(node = %view.name, applied = ?r.applied, "per-node settings from the Node's annotations");
+        let eni_limit = s.kube.eni_limit.load(Ordering::Relaxed);
+        let mut limits = *node.policy.limits();
+        limits.max_eni = match r.settings.max_eni {
+            Some(n) if n >= 1 && n < eni_limit => n,
+            _ => eni_limit,
+        };
+        node.policy.set_limits(limits);
+        node.policy.set_settings(r.settings);
+    }
+    st.seen = raw;
+    st.applied = r.applied;
+}
+
+/// Custom networking: the primary ENI gives no pod addresses, so a kubelet `--max-pods` from
+/// the plain formula promises pods the node cannot address (upstream leaves that to the user).
+fn warn_unaddressable<C: Cloud>(
+    s: &Shared<C>,
+    node: &str,
+    capacity: u32,
+    l: &vpc_cni_ipam::PoolLimits,
+) {
+    let enis = l.max_eni.saturating_sub(l.unmanaged_enis + 1);
+    // The formula's +2: host-network pods (aws-node, kube-proxy) need no address.
+    let addressable = enis * l.max_ips_per_eni + 2;
+    if capacity > addressable {
+        let note = format!(
+            "Node.status.capacity.pods is {capacity} but with custom networking this node can address {addressable} pods ({enis} ENIs besides the primary × {} addresses + 2 host-network pods): set kubelet --max-pods to {addressable} (vpc-cni max-pods --cni-custom-networking-enabled)",
+            l.max_ips_per_eni
+        );
+        if s.kube.due("unaddressable-log", Duration::from_secs(600)) {
+            tracing::warn!(node, capacity, addressable, "{note}");
+        }
+        node_warning(
+            s,
+            "unaddressable",
+            Duration::from_secs(3600),
+            "MaxPodsExceedAddresses",
+            "ReadMaxPods",
+            note,
+        );
+    }
 }
 
 /// After a pool cycle: if pods waited for an address, a Warning on the Node naming the cause the

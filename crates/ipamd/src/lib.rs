@@ -5,6 +5,7 @@
 pub mod calls;
 pub mod checkpoint;
 pub mod config;
+pub mod custom;
 pub mod daemon;
 pub mod gc;
 pub mod host;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod kube;
 pub mod listen;
 pub mod metrics;
+pub mod overrides;
 pub mod owners;
 pub mod pool;
 pub mod reconcile;

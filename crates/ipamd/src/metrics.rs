@@ -32,6 +32,11 @@ pub struct Metrics {
 /// (name, help, kind) of every family, registered at start so they show even at zero.
 const FAMILIES: &[(&str, &str, Kind)] = &[
     (
+        "vpc_cni_eniconfig_invalid",
+        "1 while custom networking cannot allocate an ENI because the node's ENIConfig is missing or invalid (the log and a Node Event name the field)",
+        Kind::Gauge,
+    ),
+    (
         "awscni_stale_assignments_released_count",
         "Assignments released because their pod is gone (by: gc = CNI GC, sweep = no host route for the grace period)",
         Kind::Counter,

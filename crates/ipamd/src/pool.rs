@@ -147,12 +147,21 @@ fn execute<C: Cloud>(
             }
             Action::AllocateEni { count, kind } => {
                 let (ips, pfx) = split(count, kind);
+                let Ok(placement) = crate::custom::placement(s).await else {
+                    return;
+                };
                 s.metrics.inc(
                     "awscni_ec2api_req_count",
                     &[("fn", "CreateNetworkInterface")],
                 );
-                match timed(s, "CreateNetworkInterface", s.cloud.allocate_eni(ips, pfx)).await {
+                let made = s
+                    .cloud
+                    .allocate_eni(ips, pfx, placement.as_ref().map(|(_, p)| p));
+                match timed(s, "CreateNetworkInterface", made).await {
                     Ok(i) => {
+                        if let Some((name, _)) = &placement {
+                            crate::custom::created(s, &i.id, name);
+                        }
                         // The link is ready before any pod can get one of its addresses.
                         crate::hostnet::on_new_eni(s, &i).await;
                         add_interface(s, &i)

@@ -7,7 +7,9 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use vpc_cni_cloud::{Cloud, CloudError, InstanceMeta, Interface, SimCloud};
+use vpc_cni_cloud::{
+    Cloud, CloudError, EniPlacement, InstanceMeta, Interface, SimCloud, SubnetFacts,
+};
 use vpc_cni_ipamd::host::NoHost;
 use vpc_cni_ipamd::{DaemonConfig, init_with_host, pool};
 use vpc_cni_limits::LimitsTable;
@@ -58,9 +60,20 @@ impl Cloud for FailingAssign {
     async fn unassign_ipv6_prefixes(&self, eni: &str, p: &[Ipv6Net]) -> Result<(), CloudError> {
         self.inner.unassign_ipv6_prefixes(eni, p).await
     }
-    async fn allocate_eni(&self, ips: u32, prefixes: u32) -> Result<Interface, CloudError> {
+    async fn allocate_eni(
+        &self,
+        ips: u32,
+        prefixes: u32,
+        placement: Option<&EniPlacement>,
+    ) -> Result<Interface, CloudError> {
         self.log(format!("allocate {ips}"));
-        self.inner.allocate_eni(ips, prefixes).await
+        self.inner.allocate_eni(ips, prefixes, placement).await
+    }
+    async fn subnet(&self, id: &str) -> Result<SubnetFacts, CloudError> {
+        self.inner.subnet(id).await
+    }
+    async fn check_security_groups(&self, ids: &[String]) -> Result<(), CloudError> {
+        self.inner.check_security_groups(ids).await
     }
     async fn free_eni(&self, eni: &str) -> Result<(), CloudError> {
         self.inner.free_eni(eni).await

@@ -38,6 +38,7 @@ struct Cache {
     node: Option<Value>,
     eniconfigs: BTreeMap<String, Value>,
     node_synced: bool,
+    eniconfigs_synced: bool,
 }
 
 /// The kube-rs implementation.
@@ -168,7 +169,10 @@ impl KubeClient {
                             fresh.insert(o.metadata.name.clone().unwrap_or_default(), v);
                         }
                     }
-                    Ok(watcher::Event::InitDone) => c.eniconfigs = std::mem::take(&mut fresh),
+                    Ok(watcher::Event::InitDone) => {
+                        c.eniconfigs = std::mem::take(&mut fresh);
+                        c.eniconfigs_synced = true;
+                    }
                     Ok(watcher::Event::Apply(o)) => {
                         if let Ok(v) = serde_json::to_value(&o) {
                             c.eniconfigs
@@ -367,6 +371,11 @@ impl Kube for KubeClient {
 
     fn synced(&self) -> bool {
         self.cache.lock().unwrap().node_synced
+    }
+
+    fn eniconfigs_synced(&self) -> bool {
+        self.eniconfig_watch.call_once(|| self.watch_eniconfigs());
+        self.cache.lock().unwrap().eniconfigs_synced
     }
 }
 

@@ -115,4 +115,9 @@ pub trait Kube: Send + Sync + 'static {
     fn warn(&self, w: Warning) -> BoxFuture<'_, Result<(), KubeError>>;
     /// Whether the watches have answered at least once (the cache is usable).
     fn synced(&self) -> bool;
+    /// Whether the ENIConfig list has been read once (before that, a missing ENIConfig may
+    /// only be not yet seen). Starts the ENIConfig watch.
+    fn eniconfigs_synced(&self) -> bool {
+        true
+    }
 }

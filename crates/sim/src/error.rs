@@ -30,8 +30,13 @@ pub enum Ec2ErrorCode {
     /// Unknown subnet.
     #[serde(rename = "InvalidSubnetID.NotFound")]
     InvalidSubnetIdNotFound,
+    /// Unknown security group.
+    #[serde(rename = "InvalidGroup.NotFound")]
+    InvalidGroupNotFound,
     /// A bad parameter (device index in use, address not on the ENI, …).
     InvalidParameterValue,
+    /// Parameters that cannot go together (an ENI and an instance in different zones, …).
+    InvalidParameterCombination,
     /// An injected server-side failure.
     InternalError,
     /// `UnauthorizedOperation`: the caller's IAM policy does not allow the action.
@@ -52,7 +57,9 @@ impl Ec2ErrorCode {
             Self::InvalidAttachmentIdNotFound => "InvalidAttachmentID.NotFound",
             Self::InvalidInstanceIdNotFound => "InvalidInstanceID.NotFound",
             Self::InvalidSubnetIdNotFound => "InvalidSubnetID.NotFound",
+            Self::InvalidGroupNotFound => "InvalidGroup.NotFound",
             Self::InvalidParameterValue => "InvalidParameterValue",
+            Self::InvalidParameterCombination => "InvalidParameterCombination",
             Self::InternalError => "InternalError",
             Self::UnauthorizedOperation => "UnauthorizedOperation",
         }

@@ -240,6 +240,13 @@ fn instance_metadata_security_groups_and_instance_types() {
     assert_eq!(md.vpc_cidrs, vec!["10.0.0.0/20".parse().unwrap()]);
     let primary = v.instance(&i).unwrap().primary_eni.clone();
     assert_eq!(md.local_ipv4, v.eni(&primary).unwrap().primary_ip);
+    assert_eq!(
+        v.set_security_groups(&primary, &["sg-new".to_string()], Time::ZERO)
+            .unwrap_err()
+            .code,
+        Ec2ErrorCode::InvalidGroupNotFound
+    );
+    v.security_groups.insert("sg-new".into());
     v.set_security_groups(&primary, &["sg-new".to_string()], Time::ZERO)
         .unwrap();
     assert_eq!(

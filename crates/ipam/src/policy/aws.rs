@@ -59,6 +59,12 @@ impl AwsPolicy {
         self.too_high(ds, &ds.stats(now)).is_some()
     }
 
+    /// Replace the settings (per-node overrides read from the Node object); the caller keeps the
+    /// limits consistent (`MAX_ENI`).
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
     /// Replace the limits (e.g. when max pods is refreshed from the Node object).
     pub fn set_limits(&mut self, limits: PoolLimits) {
         self.limits = limits;

@@ -53,6 +53,20 @@ impl Vpc {
             ));
         }
         let ipv4_limit = inst.limits.ipv4_limit;
+        let zone = |subnet: &str| self.subnets.get(subnet).map(|s| s.az.clone());
+        let inst_zone = zone(&inst.subnet_id);
+        if let Some(e) = self.enis.get(eni)
+            && zone(&e.subnet_id) != inst_zone
+        {
+            return Err(Ec2Error::new(
+                Ec2ErrorCode::InvalidParameterCombination,
+                format!(
+                    "You may not attach a network interface to an instance if they are not in the same availability zone ({eni} is in {}, {instance_id} in {})",
+                    zone(&e.subnet_id).unwrap_or_default(),
+                    inst_zone.unwrap_or_default()
+                ),
+            ));
+        }
         let id = self.next_id("eni-attach");
         let e = self.enis.get_mut(eni).ok_or_else(|| {
             not_found(

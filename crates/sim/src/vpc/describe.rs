@@ -198,6 +198,41 @@ impl Vpc {
         Ok(())
     }
 
+    /// Whether a security group exists (a default one or one added to `security_groups`).
+    pub fn security_group_exists(&self, group: &str) -> bool {
+        self.default_security_groups.iter().any(|g| g == group)
+            || self.security_groups.contains(group)
+    }
+
+    /// `InvalidGroup.NotFound` naming the first unknown group.
+    pub fn check_security_groups(&self, groups: &[String]) -> Result<(), Ec2Error> {
+        match groups.iter().find(|g| !self.security_group_exists(g)) {
+            Some(g) => Err(Ec2Error::new(
+                Ec2ErrorCode::InvalidGroupNotFound,
+                format!("The security group '{g}' does not exist"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// `DescribeSecurityGroups` by group ID (every group when `ids` is empty); an unknown ID
+    /// fails the call with `InvalidGroup.NotFound`, as EC2 does.
+    pub fn describe_security_groups(
+        &mut self,
+        ids: &[String],
+        now: Time,
+    ) -> Result<Vec<String>, Ec2Error> {
+        self.call(Ec2Action::DescribeFiltered, now)?;
+        self.check_security_groups(ids)
+            .inspect_err(|e| self.count_error(e))?;
+        if !ids.is_empty() {
+            return Ok(ids.to_vec());
+        }
+        let mut all = self.default_security_groups.clone();
+        all.extend(self.security_groups.iter().cloned());
+        Ok(all)
+    }
+
     /// Security groups given at creation (part of `CreateNetworkInterface`, not a call).
     pub fn set_security_groups_unmetered(&mut self, eni: &str, groups: &[String]) {
         if let Some(e) = self.enis.get_mut(eni) {
@@ -213,6 +248,7 @@ impl Vpc {
         now: Time,
     ) -> Result<(), Ec2Error> {
         self.call(Ec2Action::ModifyNetworkInterfaceAttribute, now)?;
+        self.check_security_groups(groups)?;
         self.eni_checked(eni)?.security_groups = groups.to_vec();
         Ok(())
     }

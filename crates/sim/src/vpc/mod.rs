@@ -197,6 +197,9 @@ pub struct Vpc {
     pub vpc_ipv6_cidrs: Vec<ipnet::Ipv6Net>,
     /// Security groups new ENIs get.
     pub default_security_groups: Vec<String>,
+    /// Further security groups that exist (an ENI may be given any of these or the defaults).
+    #[serde(default)]
+    pub security_groups: std::collections::BTreeSet<String>,
     /// Actions refused with `UnauthorizedOperation` (a missing IAM permission, injected).
     #[serde(default)]
     pub denied: std::collections::BTreeSet<String>,
@@ -225,6 +228,7 @@ impl Vpc {
             vpc_cidrs: Vec::new(),
             vpc_ipv6_cidrs: Vec::new(),
             default_security_groups: vec!["sg-0sim".into()],
+            security_groups: Default::default(),
             denied: Default::default(),
             transitions: std::collections::BinaryHeap::new(),
         }
