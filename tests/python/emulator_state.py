@@ -1,5 +1,5 @@
 """Print, as JSON, what EC2 (the emulator) holds for one instance: {eni_id: {"ips": [...],
-"prefixes": [...], "tags": {...}, "delete_on_termination": bool, "device": N, "groups": [...]}} for its attached ENIs, plus
+"prefixes": [...], "tags": {...}, "delete_on_termination": bool, "device": N, "groups": [...], "subnet": ID}} for its attached ENIs, plus
 "available": [ids of unattached ENIs]. Usage: emulator_state.py EC2_ENDPOINT INSTANCE_ID"""
 import json
 import sys
@@ -20,6 +20,7 @@ for page in ec2.get_paginator("describe_network_interfaces").paginate():
                 "delete_on_termination": a.get("DeleteOnTermination"),
                 "device": a.get("DeviceIndex"),
                 "groups": sorted(g["GroupId"] for g in e.get("Groups", [])),
+                "subnet": e["SubnetId"],
             }
         elif e["Status"] == "available":
             out["available"].append(e["NetworkInterfaceId"])

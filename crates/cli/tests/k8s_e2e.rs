@@ -12,6 +12,9 @@ mod emu;
 #[allow(dead_code)]
 #[path = "support/grpc.rs"]
 mod grpc;
+#[allow(dead_code)]
+#[path = "support/kubectl.rs"]
+mod kubectl;
 
 use std::path::Path;
 use std::process::Command;
@@ -19,37 +22,9 @@ use std::time::{Duration, Instant};
 
 use awsd::{aws_daemon, req};
 use emu::emulator;
+use kubectl::{events, json, kubectl, until};
 use serde_json::Value;
 use vpc_cni_proto::rpc::DelNetworkRequest;
-
-/// `kubectl` with `kc`; its stdout (a failure fails the test, naming the command).
-fn kubectl(kc: &Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kc)
-        .output()
-        .expect("kubectl (Debian kubernetes-client) must be installed: scripts/check installs it");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(kc: &Path, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.extend(["-o", "json"]);
-    serde_json::from_str(&kubectl(kc, &a)).unwrap()
-}
-
-fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn metric(d: &grpc::Daemon, name: &str) -> f64 {
     d.get(d.metrics, "/metrics")
@@ -57,16 +32,6 @@ fn metric(d: &grpc::Daemon, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(-1.0)
-}
-
-fn events(kc: &Path, reason: &str) -> Vec<Value> {
-    json(kc, &["get", "events", "-A"])["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["reason"] == reason)
-        .cloned()
-        .collect()
 }
 
 fn k8s_emulator(dir: &Path, extra: &[&str]) -> (emu::Kill, Value, std::path::PathBuf, String) {

@@ -19,13 +19,18 @@ pub fn python() -> String {
 
 /// Run `tests/python/<script> EC2_ENDPOINT INSTANCE_ID args…` and parse its JSON answer.
 pub fn python_json(script: &str, ep: &Value, args: &[&str]) -> Value {
+    python_json_on(script, ep, 0, args)
+}
+
+/// [`python_json`] for the `k`-th instance of the emulator.
+pub fn python_json_on(script: &str, ep: &Value, k: usize, args: &[&str]) -> Value {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/python")
         .join(script);
     let out = Command::new(python())
         .arg(path)
         .arg(ep["ec2"].as_str().unwrap())
-        .arg(ep["imds"][0]["instance_id"].as_str().unwrap())
+        .arg(ep["imds"][k]["instance_id"].as_str().unwrap())
         .args(args)
         .output()
         .unwrap();
@@ -81,8 +86,19 @@ pub fn aws_daemon(
     env: &[(&str, &str)],
     args: &[&str],
 ) -> Daemon {
+    aws_daemon_on(ep, 0, dir, env, args)
+}
+
+/// [`aws_daemon`] on the `k`-th instance of the emulator.
+pub fn aws_daemon_on(
+    ep: &Value,
+    k: usize,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Daemon {
     let ec2 = ep["ec2"].as_str().unwrap();
-    let imds = ep["imds"][0]["endpoint"].as_str().unwrap();
+    let imds = ep["imds"][k]["endpoint"].as_str().unwrap();
     let mut all = vec![
         ("AWS_ENDPOINT_URL_EC2", ec2),
         ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds),
