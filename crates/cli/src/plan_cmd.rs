@@ -23,6 +23,8 @@ use crate::common::{DataArgs, Output};
     vpc-cni plan --instance-type r5.xlarge --minimum-ip-target 20 --warm-ip-target 5 --pods 1,16,24\n  \
     vpc-cni plan --instance-type m5.large --prefix-delegation --warm-prefix-target 1 \\\n      \
     --minimum-ip-target 25 --warm-ip-target 5 --pods 25,37 --nodes 10 --subnet 10.0.0.0/24\n  \
+    vpc-cni plan --instance-type m5.xlarge --pods 44 --nodes 40 --subnet 10.0.0.0/26 \\\n      \
+    --pod-subnet 100.64.0.0/21\n  \
     WARM_IP_TARGET=2 MINIMUM_IP_TARGET=20 vpc-cni plan --from-env --instance-type r5.xlarge"
 )]
 pub struct Args {
@@ -74,6 +76,10 @@ pub struct Args {
     /// Subnet the node group uses (with --nodes): does it fit?
     #[arg(long, value_name = "CIDR", requires = "nodes")]
     subnet: Option<Ipv4Net>,
+    /// Custom networking's pod subnet (the ENIConfig's; implies --custom-networking, with
+    /// --subnet and --nodes): the node subnet then holds one address per node, this one the rest.
+    #[arg(long, value_name = "CIDR", requires = "subnet")]
+    pod_subnet: Option<Ipv4Net>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -168,7 +174,7 @@ fn settings(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Settings> {
     );
     set(
         env::CUSTOM_NETWORK_CFG,
-        args.custom_networking.then(|| "true".into()),
+        (args.custom_networking || args.pod_subnet.is_some()).then(|| "true".into()),
     );
     let pd_from_flag = args.prefix_delegation;
     let no_target = [
@@ -224,7 +230,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.pods.clone()
     };
     let subnet = match (args.nodes, args.subnet) {
-        (Some(nodes), Some(cidr)) => Some(SubnetQuestion { nodes, cidr }),
+        (Some(nodes), Some(cidr)) => Some(SubnetQuestion {
+            nodes,
+            cidr,
+            pod_cidr: args.pod_subnet,
+        }),
         _ => None,
     };
     let req = PlanRequest {
@@ -303,11 +313,13 @@ fn print_table(r: &PlanReport) {
     if let Some(last) = r.rows.last() {
         println!("Last step ({} pods): {}", last.pods, last.rule);
     }
-    if let Some(s) = &r.subnet {
-        println!(
-            "Subnet {} with {} nodes at {} pods each: {}",
-            s.cidr, s.nodes, s.pods_per_node, s.verdict
-        );
+    for (what, s) in [("Subnet", &r.subnet), ("Pod subnet", &r.pod_subnet)] {
+        if let Some(s) = s {
+            println!(
+                "{what} {} with {} nodes at {} pods each: {}",
+                s.cidr, s.nodes, s.pods_per_node, s.verdict
+            );
+        }
     }
     for n in &r.notes {
         println!("Note: {n}");

@@ -142,6 +142,7 @@ fn print(sc: &Scenario, r: &Report, wall: Duration) {
     s.load_style(UTF8_FULL_CONDENSED).set_header(vec![
         "Subnet",
         "CIDR",
+        "Holds",
         "Free at end",
         "Free /28 at end",
         "Worst free (at)",
@@ -151,6 +152,7 @@ fn print(sc: &Scenario, r: &Report, wall: Duration) {
         s.add_row(vec![
             x.id.clone(),
             x.cidr.clone(),
+            x.role.clone(),
             x.free_addresses.to_string(),
             x.free_prefix_blocks.to_string(),
             format!(
@@ -166,8 +168,13 @@ fn print(sc: &Scenario, r: &Report, wall: Duration) {
     println!("{s}");
     for x in &r.subnets {
         if let Some(e) = &x.exhausted {
+            let role = if x.role.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", x.role)
+            };
             println!(
-                "Subnet {} ran out at {:.0} s: {} ({} errors): {}",
+                "Subnet {}{role} ran out at {:.0} s: {} ({} errors): {}",
                 x.id, e.at_s, e.code, e.errors, e.why
             );
         }
@@ -189,7 +196,14 @@ fn print(sc: &Scenario, r: &Report, wall: Duration) {
         },
         r.no_address_attempts
     );
+    let mut failures: Vec<(&String, usize)> = Vec::new();
     for f in &r.node_launch_failures {
-        println!("Node launch failed: {f}");
+        match failures.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, n)) => *n += 1,
+            None => failures.push((f, 1)),
+        }
+    }
+    for (f, n) in failures {
+        println!("Node launches failed ({n}×): {f}");
     }
 }

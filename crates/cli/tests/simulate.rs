@@ -124,3 +124,112 @@ fn scale_down_terminates_nodes_and_workloads_replace_pods() {
     assert_eq!(g["pods"], 40);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Custom networking: a node subnet and a separate pod subnet per zone. Without the scale event
+/// the simulation holds exactly what `plan --pod-subnet` predicts in each subnet; with it, the
+/// node subnet of zone a and the pod subnet of zone b run out, each reported as such; and
+/// `max-pods --cni-custom-networking-enabled` agrees with plan's max pods.
+#[test]
+fn custom_networking_subnets_match_the_planner_and_run_out_separately() {
+    let text = std::fs::read_to_string(example("custom-networking.toml")).unwrap();
+    let steady = text
+        .replace("scale = [{ at = \"40m\", count = 70 }]", "")
+        .replace("duration = \"1h\"", "duration = \"30m\"");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steady.toml");
+    std::fs::write(&path, steady).unwrap();
+    let r = run_builtin(&["simulate", path.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sim: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let free = |id: &str| {
+        sim["subnets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {sim}"))["free_addresses"]
+            .as_i64()
+            .unwrap()
+    };
+    let p = run_builtin(&[
+        "plan",
+        "--instance-type",
+        "m5.xlarge",
+        "--pods",
+        "42",
+        "--nodes",
+        "20",
+        "--subnet",
+        "10.0.0.0/26",
+        "--pod-subnet",
+        "100.64.0.0/21",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&p.stdout).unwrap();
+    assert_eq!(
+        plan["subnet"]["free_addresses"].as_i64().unwrap(),
+        free("subnet-a-nodes")
+    );
+    assert_eq!(
+        plan["pod_subnet"]["free_addresses"].as_i64().unwrap(),
+        free("subnet-a-pods")
+    );
+    assert_eq!(plan["subnet"]["free_addresses"], 39, "{plan}");
+    assert_eq!(sim["groups"][0]["pods"], 840, "{sim}");
+
+    let m = run_builtin(&[
+        "max-pods",
+        "--instance-type",
+        "m5.xlarge",
+        "--cni-custom-networking-enabled",
+        "--cni-version",
+        "1.19.0",
+    ]);
+    assert_eq!(
+        m.stdout.trim(),
+        plan["max_pods"].to_string(),
+        "{}",
+        m.stderr
+    );
+    assert_eq!(m.stdout.trim(), "44");
+
+    let r = run_builtin(&["simulate", &example("custom-networking.toml")]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("Subnet subnet-a-nodes (nodes of zone-a) ran out at 2400 s: InsufficientFreeAddressesInSubnet"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("Subnet subnet-b-pods (pods of zone-b (ENIConfig)) ran out"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("Subnet subnet-a-pods ("),
+        "zone a's pod subnet has room: {}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("Subnet subnet-b-nodes ("),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("Node launches failed (11×): zone-a"),
+        "{}",
+        r.stdout
+    );
+
+    let bad = text.replace(
+        "pod_subnet = \"subnet-b-pods\"",
+        "pod_subnet = \"subnet-a-pods\"",
+    );
+    std::fs::write(&path, bad).unwrap();
+    let r = run_builtin(&["simulate", path.to_str().unwrap()]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("pod_subnet \"subnet-a-pods\" is in us-east-1a, the node subnet \"subnet-b-nodes\" in us-east-1b"), "{}", r.stderr);
+}

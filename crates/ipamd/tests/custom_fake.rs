@@ -120,6 +120,8 @@ async fn enis_follow_the_eniconfig_and_problems_name_the_field() {
         &[("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true")],
     )
     .await;
+    // Max pods without the API server: one ENI fewer (2 × 9 + 2), as max-pods and plan say.
+    assert_eq!(s.lock().policy.limits().max_pods, 20);
     // No ENIConfig yet: nothing is allocated and the Event names the missing object.
     fake.state.lock().unwrap().node = Some(node(Some("pods-a"), &[]));
     cycles(&s, 2).await;

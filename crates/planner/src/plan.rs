@@ -84,6 +84,9 @@ pub struct PlanReport {
     /// The subnet answer, when asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subnet: Option<SubnetFit>,
+    /// The pod subnet's answer (custom networking with a pod subnet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_subnet: Option<SubnetFit>,
     /// Notes worth telling (e.g. prefix delegation unavailable on this type).
     pub notes: Vec<String>,
 }
@@ -294,10 +297,14 @@ pub fn plan(req: &PlanRequest) -> Result<PlanReport, PlanError> {
             ));
         }
     }
-    let subnet = req.subnet.as_ref().map(|q| {
-        let worst = rows.iter().max_by_key(|r| r.subnet_addresses);
-        fit(q, worst, limits.prefix_delegation)
-    });
+    let (subnet, pod_subnet) = match req.subnet.as_ref() {
+        Some(q) => {
+            let worst = rows.iter().max_by_key(|r| r.subnet_addresses);
+            let (node, pods) = fit(q, worst, limits.prefix_delegation);
+            (Some(node), pods)
+        }
+        None => (None, None),
+    };
     Ok(PlanReport {
         instance_type: req.instance.name.clone(),
         mode: if limits.prefix_delegation {
@@ -309,6 +316,7 @@ pub fn plan(req: &PlanRequest) -> Result<PlanReport, PlanError> {
         max_pods: req.max_pods,
         rows,
         subnet,
+        pod_subnet,
         notes,
     })
 }

@@ -16,6 +16,9 @@ pub struct SubnetQuestion {
     pub nodes: u32,
     /// The subnet.
     pub cidr: Ipv4Net,
+    /// Custom networking: the ENIConfig's subnet, where every ENI but the primary goes (the node
+    /// subnet then holds one address per node).
+    pub pod_cidr: Option<Ipv4Net>,
 }
 
 /// The answer, for the row that holds the most addresses.
@@ -45,40 +48,83 @@ pub struct SubnetFit {
     pub verdict: String,
 }
 
-/// Answer `q` for `row` (the worst row of the plan).
-pub fn fit(q: &SubnetQuestion, row: Option<&PlanRow>, prefix_mode: bool) -> SubnetFit {
-    let size: u64 = 1u64 << (32 - q.cidr.prefix_len());
-    let usable = size.saturating_sub(u64::from(AWS_RESERVED));
-    let (pods, per_node, enis, prefixes) = row
+/// Answer `q` for `row` (the worst row of the plan): the node subnet, and the pod subnet when
+/// `q` has one.
+pub fn fit(
+    q: &SubnetQuestion,
+    row: Option<&PlanRow>,
+    prefix_mode: bool,
+) -> (SubnetFit, Option<SubnetFit>) {
+    let (pods, addresses, enis, prefixes) = row
         .map(|r| (r.pods, r.subnet_addresses, r.enis, r.prefixes))
         .unwrap_or((0, 0, 0, 0));
-    let n = u64::from(q.nodes);
+    let Some(pod_cidr) = q.pod_cidr else {
+        let usage = Usage {
+            addresses,
+            primaries: enis,
+            prefixes: prefix_mode.then_some(prefixes),
+        };
+        return (fit_usage(q.nodes, q.cidr, pods, &usage), None);
+    };
+    // The primary ENI stays in the node subnet; every other ENI (its primary address, its
+    // secondary IPs or prefixes) is in the pod subnet.
+    let node = Usage {
+        addresses: 1,
+        primaries: 1,
+        prefixes: None,
+    };
+    let others = enis.saturating_sub(1);
+    let pod = Usage {
+        addresses: addresses.saturating_sub(1),
+        primaries: others,
+        prefixes: prefix_mode.then_some(prefixes),
+    };
+    (
+        fit_usage(q.nodes, q.cidr, pods, &node),
+        Some(fit_usage(q.nodes, pod_cidr, pods, &pod)),
+    )
+}
+
+/// What one node takes from a subnet.
+struct Usage {
+    /// Addresses (ENI primaries and pod addresses).
+    addresses: u32,
+    /// ENI primary addresses (single addresses that fragment the /28 blocks).
+    primaries: u32,
+    /// Prefixes (prefix mode).
+    prefixes: Option<u32>,
+}
+
+fn fit_usage(nodes: u32, cidr: Ipv4Net, pods: u32, u: &Usage) -> SubnetFit {
+    let size: u64 = 1u64 << (32 - cidr.prefix_len());
+    let usable = size.saturating_sub(u64::from(AWS_RESERVED));
+    let per_node = u.addresses;
+    let n = u64::from(nodes);
     let held = n * u64::from(per_node);
     let free = usable as i64 - held as i64;
-    let (needed, available) = if prefix_mode {
-        let needed = n * u64::from(prefixes);
-        (Some(needed), Some(clean_blocks(size, n * u64::from(enis))))
-    } else {
-        (None, None)
+    let (needed, available) = match u.prefixes {
+        Some(p) => (
+            Some(n * u64::from(p)),
+            Some(clean_blocks(size, n * u64::from(u.primaries))),
+        ),
+        None => (None, None),
     };
     let fits = free >= 0 && needed.zip(available).is_none_or(|(nd, av)| nd <= av);
     let verdict = match (fits, needed, available) {
         (true, _, _) => format!(
-            "fits: {} nodes × {per_node} addresses = {held} of {usable} usable, {free} left",
-            q.nodes
+            "fits: {nodes} nodes × {per_node} addresses = {held} of {usable} usable, {free} left"
         ),
         (false, Some(nd), Some(av)) if nd > av && free >= 0 => format!(
-            "does not fit: {nd} aligned /28 blocks needed but an unfragmented {} offers only {av}",
-            q.cidr
+            "does not fit: {nd} aligned /28 blocks needed but an unfragmented {cidr} offers only {av}"
         ),
         _ => format!(
-            "does not fit: {} nodes × {per_node} addresses = {held} > {usable} usable ({} short)",
-            q.nodes, -free
+            "does not fit: {nodes} nodes × {per_node} addresses = {held} > {usable} usable ({} short)",
+            -free
         ),
     };
     SubnetFit {
-        cidr: q.cidr.to_string(),
-        nodes: q.nodes,
+        cidr: cidr.to_string(),
+        nodes,
         pods_per_node: pods,
         usable_addresses: usable as u32,
         addresses_held: held,

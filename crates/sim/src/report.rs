@@ -69,6 +69,9 @@ pub struct SubnetReport {
     pub id: String,
     /// CIDR.
     pub cidr: String,
+    /// What it holds: `nodes of G`, `nodes and pods of G`, `pods of G (ENIConfig)`; empty when
+    /// no node group uses it directly (subnet discovery may still).
+    pub role: String,
     /// Free addresses at the end.
     pub free_addresses: u32,
     /// Free aligned /28 blocks at the end.
@@ -142,6 +145,8 @@ pub struct Recorder {
     samples: Vec<Sample>,
     subnet_ids: Vec<String>,
     exhausted: BTreeMap<String, Exhaustion>,
+    /// Subnet ID → its role in the report.
+    pub roles: BTreeMap<String, String>,
     /// Failed ADDs.
     pub no_address: u64,
     /// Node launch failures.
@@ -235,6 +240,7 @@ impl Recorder {
                 SubnetReport {
                     id: s.id.clone(),
                     cidr: s.cidr.to_string(),
+                    role: self.roles.get(&s.id).cloned().unwrap_or_default(),
                     free_addresses: s.free_addresses(),
                     free_prefix_blocks: s.free_prefix_blocks(),
                     worst_free_addresses: worst(|v| v.0),

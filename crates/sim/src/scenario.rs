@@ -56,6 +56,9 @@ pub fn parse_duration(t: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The variable a `pod_subnet` turns on.
+pub const CUSTOM_NETWORK_ENV: &str = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
+
 /// The whole scenario.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +180,11 @@ pub struct NodeGroupSpec {
     pub count: u32,
     /// Subnet of the nodes and their ENIs.
     pub subnet: String,
+    /// Custom networking: the ENIConfig's subnet, where every ENI but the primary goes (implies
+    /// `AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG=true`, so the primary ENI gives no pod address). It
+    /// must be in the node subnet's zone, as an ENI cannot be attached across zones.
+    #[serde(default)]
+    pub pod_subnet: Option<String>,
     /// Kubelet max pods (default: the EKS AMI's value for the mode).
     #[serde(default)]
     pub max_pods: Option<u32>,
@@ -289,6 +297,40 @@ impl Scenario {
                 return Err(format!(
                     "node group {:?}: subnet {:?} is not defined under [[subnets]]",
                     g.name, g.subnet
+                ));
+            }
+        }
+        for g in &self.node_groups {
+            let Some(pod) = &g.pod_subnet else { continue };
+            let zone = |id: &str| {
+                self.subnets
+                    .iter()
+                    .find(|s| s.id == id)
+                    .map(|s| s.az.clone())
+            };
+            match (zone(pod), zone(&g.subnet)) {
+                (None, _) => {
+                    return Err(format!(
+                        "node group {:?}: pod_subnet {pod:?} is not defined under [[subnets]]",
+                        g.name
+                    ));
+                }
+                (Some(p), Some(n)) if p != n => {
+                    return Err(format!(
+                        "node group {:?}: pod_subnet {pod:?} is in {p}, the node subnet {:?} in {n} (an ENI cannot be attached across zones)",
+                        g.name, g.subnet
+                    ));
+                }
+                _ => {}
+            }
+            if g.env
+                .get(crate::scenario::CUSTOM_NETWORK_ENV)
+                .is_some_and(|v| matches!(v.trim(), "false" | "0" | "f" | "F" | "FALSE" | "False"))
+            {
+                return Err(format!(
+                    "node group {:?}: pod_subnet needs custom networking, but env sets {}=false",
+                    g.name,
+                    crate::scenario::CUSTOM_NETWORK_ENV
                 ));
             }
         }

@@ -183,8 +183,16 @@ impl Cluster {
     /// Subnets a new ENI of node `n` may go to, in order (spec c.5).
     fn candidate_subnets(&self, n: u32) -> Vec<String> {
         let node = &self.nodes[n as usize];
-        let primary = &self.groups[node.group as usize].subnet;
-        candidates(&self.vpc, primary, node.policy.settings().subnet_discovery)
+        let g = &self.groups[node.group as usize];
+        // Custom networking: the ENIConfig names one subnet; no other is tried.
+        if let Some(p) = &g.pod_subnet {
+            return vec![p.clone()];
+        }
+        candidates(
+            &self.vpc,
+            &g.subnet,
+            node.policy.settings().subnet_discovery,
+        )
     }
 
     fn allocate(&mut self, n: u32, count: u32, kind: CidrKind) {

@@ -6,7 +6,7 @@ mod exec;
 mod workload;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 use vpc_cni_ipam::{AwsPolicy, Datastore, EniSpec, IpamKey, PoolLimits, Settings, Time};
@@ -51,6 +51,8 @@ struct Group {
     settings: Settings,
     limits: PoolLimits,
     subnet: String,
+    /// Custom networking: the ENIConfig subnet of every ENI but the primary.
+    pod_subnet: Option<String>,
     ipamd_start: Duration,
     /// (load, node) of live nodes, for least-loaded scheduling.
     load: BTreeSet<(u32, u32)>,
@@ -132,8 +134,15 @@ impl Cluster {
                 .get(&g.instance_type)
                 .map_err(|e| err(format!("node group {}: {e}", g.name)))?
                 .clone();
-            let settings = Settings::from_map(&g.env)
-                .map_err(|e| err(format!("node group {}: {e}", g.name)))?;
+            let mut env = g.env.clone();
+            if g.pod_subnet.is_some() {
+                env.insert(
+                    crate::scenario::CUSTOM_NETWORK_ENV.to_string(),
+                    "true".into(),
+                );
+            }
+            let settings =
+                Settings::from_map(&env).map_err(|e| err(format!("node group {}: {e}", g.name)))?;
             let mp = g
                 .max_pods
                 .unwrap_or_else(|| default_max_pods(&instance, &settings));
@@ -143,6 +152,7 @@ impl Cluster {
                 instance,
                 settings,
                 subnet: g.subnet.clone(),
+                pod_subnet: g.pod_subnet.clone(),
                 ipamd_start: g.ipamd_start.map(|d| d.0).unwrap_or_default(),
                 load: BTreeSet::new(),
                 live: Vec::new(),
@@ -257,6 +267,9 @@ impl Cluster {
         let instance_id = match self.vpc.run_instance(&ty, &limits, &subnet, at) {
             Ok(id) => id,
             Err(e) => {
+                if e.code.is_insufficient_addresses() {
+                    self.rec.subnet_exhausted(&subnet, at, &e);
+                }
                 self.rec
                     .node_launch_failures
                     .push(format!("{}: {e}", g.name));
@@ -474,6 +487,21 @@ impl Cluster {
         for p in self.pods.iter().filter(|p| !p.deleted && !p.running) {
             groups[p.group as usize].pending += 1;
         }
+        let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for g in &self.groups {
+            let node_role = match g.pod_subnet {
+                Some(_) => format!("nodes of {}", g.name),
+                None => format!("nodes and pods of {}", g.name),
+            };
+            roles.entry(g.subnet.clone()).or_default().push(node_role);
+            if let Some(p) = &g.pod_subnet {
+                roles
+                    .entry(p.clone())
+                    .or_default()
+                    .push(format!("pods of {} (ENIConfig)", g.name));
+            }
+        }
+        self.rec.roles = roles.into_iter().map(|(k, v)| (k, v.join(", "))).collect();
         self.rec.report(
             self.now,
             groups,
