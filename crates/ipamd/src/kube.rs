@@ -245,8 +245,19 @@ pub fn before_cycle<C: Cloud>(s: &Shared<C>, node: &mut Node) -> bool {
                 warn_unaddressable(s, &view.name, m, &limits);
             }
         }
-        Some(Err(e)) if s.kube.due("capacity", Duration::from_secs(600)) => {
-            tracing::warn!(error = %e, max_pods = node.policy.limits().max_pods, "keeping max pods from the instance table");
+        Some(Err(e)) => {
+            let keep = node.policy.limits().max_pods;
+            if s.kube.due("capacity", Duration::from_secs(600)) {
+                tracing::warn!(error = %e, max_pods = keep, "keeping max pods from the instance table");
+            }
+            node_warning(
+                s,
+                "capacity-event",
+                Duration::from_secs(3600),
+                "InvalidNodeCapacity",
+                "ReadMaxPods",
+                format!("{e}; the pool keeps max pods {keep}"),
+            );
         }
         _ => {}
     }

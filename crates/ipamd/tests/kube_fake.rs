@@ -80,9 +80,18 @@ async fn max_pods_follows_the_node_unless_pinned_and_a_bad_value_keeps_the_table
         message: "\"lots\": expected a positive whole number".into(),
     };
     fake.state.lock().unwrap().node = Some(node(Some(Err(bad)), false));
+    vpc_cni_ipamd::kube::start_worker(&s);
     pool::cycle(&s).await;
     assert_eq!(max_pods(&s), 12, "a malformed capacity changes nothing");
     assert!(table > 12);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let w = fake.state.lock().unwrap().warnings.clone();
+    assert!(
+        w.iter().any(|w| w.reason == "InvalidNodeCapacity"
+            && w.note.contains("Node/n1: status.capacity.pods")
+            && w.note.contains("keeps max pods 12")),
+        "{w:?}"
+    );
 
     let dir2 = tempfile::tempdir().unwrap();
     let (p, fake2) = daemon(dir2.path(), true).await;
