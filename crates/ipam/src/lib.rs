@@ -11,8 +11,8 @@ pub mod settings;
 pub mod time;
 
 pub use datastore::{
-    Assignment, Datastore, DatastoreError, EniSpec, HOST_HELD_NETWORK, Held, Holding, IpStats,
-    Released,
+    AddressInfo, Assignment, Datastore, DatastoreError, EniSpec, HOST_HELD_NETWORK, Held, Holding,
+    IpStats, Released,
 };
 pub use key::{IpamKey, PodMetadata};
 pub use policy::{

@@ -104,7 +104,7 @@ pub async fn sweep<C: Cloud>(s: &Shared<C>) {
     }
     s.update_gauges(&node);
     drop(node);
-    crate::gc::sweep_unrouted(s, &live);
+    crate::gc::sweep_stale(s, Some(&live));
 }
 
 /// Whether `ip`, just given to a new pod, is routed to a live pod's veth; if so it is held for

@@ -34,6 +34,8 @@ pub async fn run<C: Cloud>(shared: Arc<Shared<C>>) {
             last_reconcile = tokio::time::Instant::now();
             if shared.cfg.host_network {
                 crate::owners::sweep(&shared).await;
+            } else {
+                crate::gc::sweep_stale(&shared, None);
             }
             crate::reconcile::mark_excluded(&shared).await;
             match timed(&shared, "GetMetadata", shared.cloud.interfaces()).await {

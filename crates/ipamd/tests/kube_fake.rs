@@ -15,6 +15,14 @@ use vpc_cni_k8s::{KubeError, NodeView, Regarding};
 use vpc_cni_limits::LimitsTable;
 
 async fn daemon(dir: &std::path::Path, pinned: bool) -> (Arc<Shared<SimCloud>>, Arc<FakeKube>) {
+    daemon_with(dir, pinned, std::time::Duration::from_secs(300)).await
+}
+
+async fn daemon_with(
+    dir: &std::path::Path,
+    pinned: bool,
+    grace: std::time::Duration,
+) -> (Arc<Shared<SimCloud>>, Arc<FakeKube>) {
     let env = [
         ("DISABLE_METRICS", "true"),
         ("DISABLE_INTROSPECTION", "true"),
@@ -26,6 +34,7 @@ async fn daemon(dir: &std::path::Path, pinned: bool) -> (Arc<Shared<SimCloud>>, 
     })
     .unwrap();
     cfg.checkpoint = dir.join("ipam.json");
+    cfg.stale_grace = grace;
     if pinned {
         cfg.max_pods = Some(25);
     }
@@ -128,4 +137,55 @@ async fn a_cordoned_node_does_not_grow_and_waiting_pods_get_one_warning_naming_i
     pool::cycle(&s).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(fake.state.lock().unwrap().warnings.len(), 1);
+}
+
+/// Without host networking, the Pod watch is the witness: an assignment whose pod has been
+/// absent from the API for the grace period is released (its DEL never came); one whose pod
+/// exists, or while the watch has not answered, is kept.
+#[tokio::test]
+async fn an_assignment_whose_pod_is_absent_from_the_api_is_released_after_the_grace() {
+    use vpc_cni_ipam::{IpamKey, PodMetadata};
+    let dir = tempfile::tempdir().unwrap();
+    let (s, fake) = daemon_with(dir.path(), false, std::time::Duration::from_secs(1)).await;
+    fake.state.lock().unwrap().node = Some(node(None, false));
+    for _ in 0..3 {
+        pool::cycle(&s).await;
+    }
+    let key = |n: &str| IpamKey::new("aws-cni", n, "eth0");
+    let meta = |n: &str| PodMetadata {
+        namespace: "default".into(),
+        name: n.into(),
+        ..Default::default()
+    };
+    let t0 = vpc_cni_ipamd::state::now();
+    {
+        let mut node = s.lock();
+        for n in ["alive", "gone"] {
+            node.ds.assign(&key(n), meta(n), t0).unwrap();
+        }
+    }
+    let assigned = |s: &Shared<SimCloud>| {
+        let mut v: Vec<String> = s
+            .lock()
+            .ds
+            .assignments()
+            .map(|(k, _, _)| k.container_id.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    // The watch has not answered: nothing is known to be absent.
+    vpc_cni_ipamd::gc::sweep_stale(&s, None);
+    assert_eq!(assigned(&s), ["alive", "gone"]);
+    fake.state.lock().unwrap().pods = Some(
+        [("default".to_string(), "alive".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    // Absent, but not yet for the grace period (1 s here).
+    vpc_cni_ipamd::gc::sweep_stale(&s, None);
+    assert_eq!(assigned(&s), ["alive", "gone"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    vpc_cni_ipamd::gc::sweep_stale(&s, None);
+    assert_eq!(assigned(&s), ["alive"]);
 }

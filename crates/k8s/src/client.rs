@@ -39,6 +39,9 @@ struct Cache {
     eniconfigs: BTreeMap<String, Value>,
     node_synced: bool,
     eniconfigs_synced: bool,
+    /// (namespace, name) of the pods bound to this node (only the keys are kept).
+    pods: std::collections::BTreeSet<(String, String)>,
+    pods_synced: bool,
 }
 
 /// The kube-rs implementation.
@@ -146,6 +149,46 @@ impl KubeClient {
                     Ok(watcher::Event::InitDone) => c.node_synced = true,
                     Ok(watcher::Event::Init) => {}
                     Err(e) => tracing::warn!(error = %e, "Node watch failed; retrying"),
+                }
+            }
+        });
+        self.watch_pods();
+    }
+
+    /// Watch the pods bound to this node (`spec.nodeName`), keeping only their names: the
+    /// stale sweep asks whether an assignment's pod still exists.
+    fn watch_pods(&self) {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let on_node =
+            watcher::Config::default().fields(&format!("spec.nodeName={}", self.opts.node_name));
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            let key = |p: &Pod| {
+                (
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default(),
+                )
+            };
+            let mut fresh = std::collections::BTreeSet::new();
+            let mut s = watcher(pods, on_node).default_backoff().boxed();
+            while let Some(ev) = s.next().await {
+                let mut c = cache.lock().unwrap();
+                match ev {
+                    Ok(watcher::Event::Init) => fresh.clear(),
+                    Ok(watcher::Event::InitApply(p)) => {
+                        fresh.insert(key(&p));
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        c.pods = std::mem::take(&mut fresh);
+                        c.pods_synced = true;
+                    }
+                    Ok(watcher::Event::Apply(p)) => {
+                        c.pods.insert(key(&p));
+                    }
+                    Ok(watcher::Event::Delete(p)) => {
+                        c.pods.remove(&key(&p));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Pod watch failed; retrying"),
                 }
             }
         });
@@ -371,6 +414,12 @@ impl Kube for KubeClient {
 
     fn synced(&self) -> bool {
         self.cache.lock().unwrap().node_synced
+    }
+
+    fn pod_exists(&self, namespace: &str, name: &str) -> Option<bool> {
+        let c = self.cache.lock().unwrap();
+        c.pods_synced
+            .then(|| c.pods.contains(&(namespace.to_string(), name.to_string())))
     }
 
     fn eniconfigs_synced(&self) -> bool {

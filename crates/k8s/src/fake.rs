@@ -21,6 +21,8 @@ pub struct FakeState {
     pub features: BTreeMap<String, String>,
     /// Warnings published.
     pub warnings: Vec<Warning>,
+    /// Pods of the node (namespace, name); None: the Pod watch has not answered.
+    pub pods: Option<std::collections::BTreeSet<(String, String)>>,
     /// Error every call returns, when set.
     pub fail: Option<KubeError>,
 }
@@ -113,6 +115,13 @@ impl Kube for FakeKube {
             self.state.lock().unwrap().warnings.push(w);
             Ok(())
         })
+    }
+
+    fn pod_exists(&self, namespace: &str, name: &str) -> Option<bool> {
+        let s = self.state.lock().unwrap();
+        s.pods
+            .as_ref()
+            .map(|p| p.contains(&(namespace.to_string(), name.to_string())))
     }
 
     fn synced(&self) -> bool {

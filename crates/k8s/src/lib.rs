@@ -115,6 +115,11 @@ pub trait Kube: Send + Sync + 'static {
     fn warn(&self, w: Warning) -> BoxFuture<'_, Result<(), KubeError>>;
     /// Whether the watches have answered at least once (the cache is usable).
     fn synced(&self) -> bool;
+    /// Whether a pod of this node exists in the API (the Pod watch's cache); None until the
+    /// watch has answered, or without one.
+    fn pod_exists(&self, _namespace: &str, _name: &str) -> Option<bool> {
+        None
+    }
     /// Whether the ENIConfig list has been read once (before that, a missing ENIConfig may
     /// only be not yet seen). Starts the ENIConfig watch.
     fn eniconfigs_synced(&self) -> bool {

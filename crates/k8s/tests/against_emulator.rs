@@ -58,6 +58,26 @@ async fn the_client_against_the_emulator() {
     assert_eq!(n.max_pods, Some(Ok(20)));
     assert!(!n.cordoned);
 
+    // The Pod watch (spec.nodeName=n1): p1 exists; a pod of another node is not seen; a new
+    // pod appears and a deleted one goes.
+    until("the Pod watch", || c.pod_exists("default", "p1").is_some()).await;
+    assert_eq!(c.pod_exists("default", "p1"), Some(true));
+    {
+        let mut st = s.store.lock().unwrap();
+        let other = json!({"metadata": {"name": "elsewhere"}, "spec": {"nodeName": "n2"}});
+        st.create(&pods, "default", other).unwrap();
+        let p2 = json!({"metadata": {"name": "p2"}, "spec": {"nodeName": "n1"}});
+        st.create(&pods, "default", p2).unwrap();
+    }
+    until("p2 seen", || c.pod_exists("default", "p2") == Some(true)).await;
+    assert_eq!(c.pod_exists("default", "elsewhere"), Some(false));
+    s.store
+        .lock()
+        .unwrap()
+        .delete(&pods, "default", "p2")
+        .unwrap();
+    until("p2 gone", || c.pod_exists("default", "p2") == Some(false)).await;
+
     // Cordon as kubectl does (spec.unschedulable): the emulator adds the taint, the watch sees it.
     {
         let mut st = s.store.lock().unwrap();
