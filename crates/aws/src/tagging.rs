@@ -152,6 +152,7 @@ impl AwsCloud {
             }
             // Trunk ENIs belong to the VPC resource controller: never tagged by ipamd.
             if d.trunk {
+                classes.trunks.push(d.id);
                 continue;
             }
             let missing = missing_tags(&d.tags, &wanted);

@@ -31,7 +31,11 @@ pub fn settings(max_pods_pinned: bool) -> anyhow::Result<KubeSettings> {
     let r = EnvReader::new(|k| std::env::var(k).ok());
     let annotate_pod_ip = r.boolean("ANNOTATE_POD_IP", false)?;
     let mut needs_api = Vec::new();
-    for var in ["ANNOTATE_POD_IP", "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"] {
+    for var in [
+        "ANNOTATE_POD_IP",
+        "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG",
+        "ENABLE_POD_ENI",
+    ] {
         if r.boolean(var, false)? {
             needs_api.push(var);
         }

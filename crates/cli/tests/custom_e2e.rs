@@ -159,13 +159,12 @@ async fn eniconfig_per_zone_relabel_delete_and_per_node_settings() {
     let mut env_b = common(&nodes[1]);
     env_b.extend([
         ("ENABLE_PREFIX_DELEGATION", "true".into()),
+        // (it keeps an ENI slot for the trunk: B uses one ENI besides the primary)
+        ("ENABLE_POD_ENI", "true".into()),
         ("WARM_PREFIX_TARGET", "1".into()),
     ]);
-    let pairs =
-        |e: &[(&'static str, String)]| e.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
-    let (ea, eb) = (pairs(&env_a), pairs(&env_b));
-    let ea: Vec<(&str, &str)> = ea.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let eb: Vec<(&str, &str)> = eb.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ea: Vec<(&str, &str)> = env_a.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let eb: Vec<(&str, &str)> = env_b.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let a = aws_daemon_on(&ep, 0, &dir.path().join("a"), &ea, &[]);
     let b = aws_daemon_on(&ep, 1, &dir.path().join("b"), &eb, &[]);
     let mut ca = grpc::connect(&a.socket()).await;
@@ -206,6 +205,78 @@ async fn eniconfig_per_zone_relabel_delete_and_per_node_settings() {
         eb_enis[1].3 >= 1,
         "prefix delegation: B's ENI holds prefixes: {eb_enis:?}"
     );
+
+    // Security groups for pods on B: no CNINode yet (the VPC resource controller makes it), so
+    // the features patch is retried every cycle; once it exists, the next write meets a conflict
+    // and is made again on the fresh object. (An empty value is left out, as upstream's
+    // `omitempty` does.)
+    let faults = dir.path().join("faults.json");
+    std::fs::write(&faults, r#"{"conflicts":1}"#).unwrap();
+    kubectl(
+        &kc,
+        &[
+            "replace",
+            "--raw",
+            "/_emulator/faults",
+            "-f",
+            faults.to_str().unwrap(),
+        ],
+    );
+    let cninode = format!(
+        "apiVersion: vpcresources.k8s.aws/v1alpha1\nkind: CNINode\nmetadata:\n  name: {}\nspec:\n  features: [{{name: Other, value: x}}]\n",
+        nodes[1]
+    );
+    apply(&kc, dir.path(), "cninode.yaml", &cninode);
+    until("the CNINode features", 20, || {
+        kubectl::json(&kc, &["get", "cninode", &nodes[1]])["spec"]["features"]
+            == serde_json::json!([{"name": "Other", "value": "x"},
+                                  {"name": "SecurityGroupsForPods"},
+                                  {"name": "CustomNetworking", "value": "us-east-1b"}])
+    });
+    // A pod the resource controller gave a branch ENI is refused with the reason, not given an
+    // address of the node's (which would bypass its security groups).
+    let branch = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: branch-pod\n  namespace: default\n  annotations:\n    vpc.amazonaws.com/pod-eni: '[{{\"eniId\":\"eni-0b\",\"vlanId\":1}}]'\nspec:\n  nodeName: {}\n  containers: [{{name: c, image: x}}]\n",
+        nodes[1]
+    );
+    apply(&kc, dir.path(), "branch.yaml", &branch);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refusal = loop {
+        let mut r = req(99);
+        r.k8s_pod_name = "branch-pod".into();
+        match cb.add_network(r).await {
+            Err(status) => break status,
+            Ok(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the branch-ENI pod got an address"
+                );
+                // Not seen by the Pod watch yet: that address goes back.
+                let mut d = vpc_cni_proto::rpc::DelNetworkRequest {
+                    k8s_pod_name: "branch-pod".into(),
+                    k8s_pod_namespace: "default".into(),
+                    container_id: req(99).container_id,
+                    if_name: "eth0".into(),
+                    network_name: "aws-cni".into(),
+                    client_version: req(99).client_version,
+                    ..Default::default()
+                };
+                d.reason = "test".into();
+                let _ = cb.del_network(d).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(refusal.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refusal
+            .message()
+            .contains("pod default/branch-pod has a branch ENI"),
+        "{refusal:?}"
+    );
+    let left: Value =
+        serde_json::from_str(&kubectl(&kc, &["get", "--raw", "/_emulator/faults"])).unwrap();
+    assert_eq!(left["conflicts"], 0, "the conflict was met: {left}");
 
     // A's capacity (58, kubelet's plain formula for an m5.xlarge) is more than custom
     // networking can address (3 ENIs × 14 + 2 = 44): a Warning says so.

@@ -192,6 +192,10 @@ pub struct EniClasses {
     pub unmanaged: Vec<String>,
     /// Managed ENIs that lacked this node's tags and were given them (`CreateTags`).
     pub tagged: Vec<String>,
+    /// Trunk ENIs (`InterfaceType=trunk`, attached by the VPC resource controller for security
+    /// groups for pods): they take an ENI slot and give ipamd no address.
+    #[serde(default)]
+    pub trunks: Vec<String>,
 }
 
 /// The EC2 + IMDS operations ipamd uses.

@@ -2,9 +2,9 @@
 //! datastore record of an attached interface: shared by the pool loop and reconciliation.
 
 use vpc_cni_cloud::{Cloud, CloudError, Interface};
-use vpc_cni_ipam::EniSpec;
+use vpc_cni_ipam::{EniSpec, Time};
 
-use crate::state::Shared;
+use crate::state::{Node, Shared};
 
 /// Run one cloud call and record its latency in `awscni_aws_api_latency_ms` (`status` is "200",
 /// or the AWS error code: the Cloud trait does not carry HTTP statuses).
@@ -43,5 +43,23 @@ pub fn eni_spec(i: &Interface) -> EniSpec {
         },
         primary_ip: Some(i.primary_ip),
         ..EniSpec::default()
+    }
+}
+
+/// Record an attached interface in the datastore; a trunk ENI (security groups for pods) is
+/// marked so no address goes on it, and its slot noted in the limits.
+pub fn add_eni<C: Cloud>(s: &Shared<C>, node: &mut Node, i: &Interface, t: Time) {
+    let trunk = s
+        .trunks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&i.id);
+    let mut spec = eni_spec(i);
+    spec.is_trunk = trunk;
+    let _ = node.ds.add_eni(spec, t);
+    if trunk {
+        let mut limits = *node.policy.limits();
+        limits.trunk_attached = true;
+        node.policy.set_limits(limits);
     }
 }

@@ -70,7 +70,6 @@ pub struct DaemonConfig {
 pub const NOT_YET: &[(&str, &str)] = &[
     ("ENABLE_IPv6", "IPv6 mode"),
     ("ENABLE_MULTI_NIC", "multi-NIC pods"),
-    ("ENABLE_POD_ENI", "security groups for pods (branch ENIs)"),
 ];
 
 /// Host networking settings from the upstream variables.

@@ -154,6 +154,7 @@ pub async fn init_with_host<C: Cloud>(
         host,
         unrouted: Mutex::new(Default::default()),
         kube: Default::default(),
+        trunks: Default::default(),
         custom: Default::default(),
     });
     shared

@@ -46,6 +46,8 @@ enum Job {
         only_if: Option<String>,
     },
     Warn(Warning),
+    /// CNINode `spec.features` to merge.
+    Features(Vec<(String, String)>),
 }
 
 /// The Kubernetes state shared by the daemon's tasks.
@@ -66,6 +68,10 @@ pub struct KubeSide {
     pub overrides: Mutex<Overrides>,
     /// The instance's ENI limit (`vpc-cni.io/max-eni` is bounded by it, as `MAX_ENI` is).
     pub eni_limit: std::sync::atomic::AtomicU32,
+    /// The CNINode features are written (no more patches).
+    pub features_done: std::sync::atomic::AtomicBool,
+    /// A CNINode patch is queued or running.
+    features_pending: std::sync::atomic::AtomicBool,
 }
 
 /// The per-node annotations as last processed.
@@ -152,6 +158,21 @@ pub fn start_worker<C: Cloud>(s: &Arc<Shared<C>>) {
                         tracing::warn!(error = %e, reason, "Event not published");
                     }
                 }
+                Job::Features(f) => {
+                    match k.patch_cninode_features(&f).await {
+                        Ok(changed) => {
+                            tracing::info!(features = ?f, changed, "CNINode features written");
+                            s.kube.features_done.store(true, Ordering::SeqCst);
+                        }
+                        // A missing CNINode (the VPC resource controller makes it) is retried
+                        // at the next pool cycle, as upstream.
+                        Err(e) if s.kube.due("cninode", Duration::from_secs(60)) => {
+                            tracing::warn!(error = %e, "CNINode features not written yet; retrying every pool cycle");
+                        }
+                        Err(_) => {}
+                    }
+                    s.kube.features_pending.store(false, Ordering::SeqCst);
+                }
             }
         }
     });
@@ -201,6 +222,31 @@ pub fn ec2_failed<C: Cloud>(s: &Shared<C>, api: &str, e: &CloudError) {
                 "Unauthorized operation: failed to call {api} due to missing permissions. Please refer https://github.com/aws/amazon-vpc-cni-k8s/blob/master/docs/iam-policy.md to attach relevant policy to IAM role"
             ),
         }));
+    }
+}
+
+/// CNINode features (surface A.5): with `ENABLE_POD_ENI`, `SecurityGroupsForPods` (empty value),
+/// and with custom networking too, `CustomNetworking=<ENIConfig>` unless the name is `default`.
+/// Queued every pool cycle until a patch succeeds (upstream exits on a missing CNINode at init;
+/// here the node keeps serving and retries).
+pub fn cninode_features<C: Cloud>(s: &Shared<C>) {
+    let settings = &s.cfg.settings;
+    if !settings.enable_pod_eni || s.kube.features_done.load(Ordering::SeqCst) || !s.kube.ready() {
+        return;
+    }
+    let Some(k) = s.kube.client() else { return };
+    if !k.synced() {
+        return;
+    }
+    let mut features = vec![("SecurityGroupsForPods".to_string(), String::new())];
+    if settings.custom_networking {
+        let name = eniconfig_name(k.as_ref());
+        if name != "default" {
+            features.push(("CustomNetworking".to_string(), name));
+        }
+    }
+    if !s.kube.features_pending.swap(true, Ordering::SeqCst) {
+        s.kube.send(Job::Features(features));
     }
 }
 
@@ -338,6 +384,7 @@ fn warn_unaddressable<C: Cloud>(
 /// After a pool cycle: if pods waited for an address, a Warning on the Node naming the cause the
 /// daemon knows (once per cause per minute).
 pub fn after_cycle<C: Cloud>(s: &Shared<C>, node: &Node, cordoned: bool) {
+    cninode_features(s);
     let waited = s.kube.waiting.swap(0, Ordering::Relaxed);
     if waited == 0 || !s.kube.ready() {
         return;

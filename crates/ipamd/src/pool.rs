@@ -10,7 +10,7 @@ use vpc_cni_cloud::{Cloud, CloudError, ErrorKind, Interface};
 use vpc_cni_ipam::policy::PoolPolicy;
 use vpc_cni_ipam::{Action, AssignFailure, CidrKind, NodeState};
 
-use crate::calls::{eni_spec, timed};
+use crate::calls::timed;
 use crate::state::{Shared, now};
 
 /// Run forever (until the task is dropped): a pool cycle every period, and a reconciliation
@@ -134,7 +134,7 @@ fn add_addresses<C: Cloud>(s: &Shared<C>, eni: &str, ips: &[Ipv4Addr], prefixes:
 }
 
 fn add_interface<C: Cloud>(s: &Shared<C>, i: &Interface) {
-    let _ = s.lock().ds.add_eni(eni_spec(i), now());
+    crate::calls::add_eni(s, &mut s.lock(), i, now());
     add_addresses(s, &i.id, &i.secondary_ips, &i.prefixes);
 }
 

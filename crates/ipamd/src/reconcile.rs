@@ -53,6 +53,13 @@ pub async fn classify<C: Cloud>(
         tracing::info!(enis = ?unmanaged, "attached ENIs left unmanaged (tags)");
     }
     set_unmanaged_count(s, unmanaged.len());
+    if !classes.trunks.is_empty() {
+        tracing::info!(enis = ?classes.trunks, "trunk ENI attached (security groups for pods): no address of ipamd's goes on it");
+    }
+    s.trunks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(classes.trunks);
     let managed = attached
         .iter()
         .filter(|i| !unmanaged.contains(&i.id))
@@ -204,8 +211,7 @@ pub fn reconcile<C: Cloud>(s: &Shared<C>, attached: &[Interface]) -> Changes {
     for i in attached {
         let want = shown(i);
         if node.ds.eni(&i.id).is_none() {
-            let spec = crate::calls::eni_spec(i);
-            let _ = node.ds.add_eni(spec, t);
+            crate::calls::add_eni(s, &mut node, i, t);
             ch.enis_added += 1;
             s.metrics
                 .inc("awscni_reconcile_count", &[("fn", "eniReconcileAdd")]);

@@ -278,6 +278,18 @@ impl<C: Cloud> Service<C> {
                 "AddNetwork: multi-NIC attachment requested but ENABLE_MULTI_NIC is not enabled",
             ));
         }
+        if s.cfg.settings.enable_pod_eni
+            && s.kube
+                .client()
+                .is_some_and(|c| c.pod_has_branch_eni(&r.k8s_pod_namespace, &r.k8s_pod_name))
+        {
+            // Its security groups live on a branch ENI; an address of the node's would bypass
+            // them. Refused, not downgraded.
+            return Err(Status::failed_precondition(format!(
+                "AddNetwork: pod {}/{} has a branch ENI (vpc.amazonaws.com/pod-eni, security groups for pods): this daemon does not set up branch ENIs yet",
+                r.k8s_pod_namespace, r.k8s_pod_name
+            )));
+        }
         let k = key(&r.network_name, &r.container_id, &r.if_name);
         let meta = PodMetadata {
             namespace: r.k8s_pod_namespace.clone(),

@@ -56,6 +56,8 @@ pub struct Shared<C: Cloud> {
     pub unrouted: Mutex<std::collections::HashMap<vpc_cni_ipam::IpamKey, Time>>,
     /// The Kubernetes side (no client until connected, or never on a laptop).
     pub kube: crate::kube::KubeSide,
+    /// Trunk ENIs (security groups for pods), as EC2 said when the ENIs were classified.
+    pub trunks: Mutex<std::collections::BTreeSet<String>>,
     /// Custom networking (the ENIConfig checks and which ENIConfig made which ENI).
     pub custom: crate::custom::CustomSide,
 }

@@ -39,8 +39,9 @@ struct Cache {
     eniconfigs: BTreeMap<String, Value>,
     node_synced: bool,
     eniconfigs_synced: bool,
-    /// (namespace, name) of the pods bound to this node (only the keys are kept).
-    pods: std::collections::BTreeSet<(String, String)>,
+    /// (namespace, name) of the pods bound to this node → whether it has a branch ENI
+    /// (`vpc.amazonaws.com/pod-eni`); nothing else of a pod is kept.
+    pods: BTreeMap<(String, String), bool>,
     pods_synced: bool,
 }
 
@@ -60,6 +61,9 @@ fn cninode_resource() -> ApiResource {
         "cninodes",
     )
 }
+
+/// The annotation the VPC resource controller puts on a pod with a branch ENI.
+pub const POD_ENI_ANNOTATION: &str = "vpc.amazonaws.com/pod-eni";
 
 fn eniconfig_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -169,21 +173,27 @@ impl KubeClient {
                     p.metadata.name.clone().unwrap_or_default(),
                 )
             };
-            let mut fresh = std::collections::BTreeSet::new();
+            let branch = |p: &Pod| {
+                p.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(POD_ENI_ANNOTATION))
+            };
+            let mut fresh = BTreeMap::new();
             let mut s = watcher(pods, on_node).default_backoff().boxed();
             while let Some(ev) = s.next().await {
                 let mut c = cache.lock().unwrap();
                 match ev {
                     Ok(watcher::Event::Init) => fresh.clear(),
                     Ok(watcher::Event::InitApply(p)) => {
-                        fresh.insert(key(&p));
+                        fresh.insert(key(&p), branch(&p));
                     }
                     Ok(watcher::Event::InitDone) => {
                         c.pods = std::mem::take(&mut fresh);
                         c.pods_synced = true;
                     }
                     Ok(watcher::Event::Apply(p)) => {
-                        c.pods.insert(key(&p));
+                        c.pods.insert(key(&p), branch(&p));
                     }
                     Ok(watcher::Event::Delete(p)) => {
                         c.pods.remove(&key(&p));
@@ -418,8 +428,18 @@ impl Kube for KubeClient {
 
     fn pod_exists(&self, namespace: &str, name: &str) -> Option<bool> {
         let c = self.cache.lock().unwrap();
-        c.pods_synced
-            .then(|| c.pods.contains(&(namespace.to_string(), name.to_string())))
+        c.pods_synced.then(|| {
+            c.pods
+                .contains_key(&(namespace.to_string(), name.to_string()))
+        })
+    }
+
+    fn pod_has_branch_eni(&self, namespace: &str, name: &str) -> bool {
+        let c = self.cache.lock().unwrap();
+        c.pods
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
+            .unwrap_or(false)
     }
 
     fn eniconfigs_synced(&self) -> bool {

@@ -120,6 +120,11 @@ pub trait Kube: Send + Sync + 'static {
     fn pod_exists(&self, _namespace: &str, _name: &str) -> Option<bool> {
         None
     }
+    /// Whether a pod of this node carries `vpc.amazonaws.com/pod-eni` (a branch ENI of security
+    /// groups for pods), as the Pod watch last saw it.
+    fn pod_has_branch_eni(&self, _namespace: &str, _name: &str) -> bool {
+        false
+    }
     /// Whether the ENIConfig list has been read once (before that, a missing ENIConfig may
     /// only be not yet seen). Starts the ENIConfig watch.
     fn eniconfigs_synced(&self) -> bool {
