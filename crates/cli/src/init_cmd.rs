@@ -49,7 +49,7 @@ pub struct Args {
     skip_sysctls: bool,
 }
 
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension("vpc-cni-tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
@@ -63,16 +63,25 @@ fn install_plugin(args: &Args) -> anyhow::Result<PathBuf> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("aws-cni"),
     };
-    let bytes = std::fs::read(&src).with_context(|| {
-        format!("reading the plugin {} (build it with `cargo build --release -p aws-cni` or pass --plugin)", src.display())
+    install_file(&src, &args.cni_bin_dir)
+}
+
+/// Copy `src` into `dir` under its own name, atomically, mode 0755.
+pub(crate) fn install_file(src: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    let bytes = std::fs::read(src).with_context(|| {
+        format!(
+            "reading {} (build the plugin with `cargo build --release -p aws-cni`)",
+            src.display()
+        )
     })?;
-    let dst = args.cni_bin_dir.join("aws-cni");
+    let name = src.file_name().context("a file to install")?;
+    let dst = dir.join(name);
     write_atomic(&dst, &bytes, 0o755)?;
     Ok(dst)
 }
 
 /// A boolean variable in Go's spellings (unset or blank: false).
-fn go_bool_env(var: &str) -> anyhow::Result<bool> {
+pub(crate) fn go_bool_env(var: &str) -> anyhow::Result<bool> {
     match std::env::var(var).unwrap_or_default().trim() {
         "" => Ok(false),
         v => Ok(vpc_cni_cni::conflist::go_bool(var, v)?),
@@ -102,7 +111,7 @@ fn sysctls(args: &Args, disable_demux: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn healthy(socket: &Path) -> Result<bool, String> {
+pub(crate) async fn healthy(socket: &Path) -> Result<bool, String> {
     let path = socket.to_path_buf();
     let channel = Endpoint::from_static("http://localhost")
         .connect_timeout(Duration::from_secs(2))
@@ -162,7 +171,7 @@ async fn wait_for_ipamd(args: &Args) -> anyhow::Result<()> {
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
     // Every variable is checked before anything is installed or waited for.
-    let mut params = ConflistParams::from_lookup(|k| std::env::var(k).ok())?;
+    let params = ConflistParams::from_lookup(|k| std::env::var(k).ok())?;
     let disable_demux = go_bool_env("DISABLE_TCP_EARLY_DEMUX")?;
     // Both directories too: a configuration directory that cannot be written would otherwise
     // be found only after the wait for ipamd.
@@ -183,19 +192,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.skip_sysctls {
         sysctls(&args, disable_demux)?;
     }
-    if args.socket != Path::new("/var/run/aws-node/ipamd.sock") {
-        params.ipamd_socket = Some(args.socket.display().to_string());
+    write_conflist(params, &args.socket, &args.cni_conf_dir)?;
+    Ok(())
+}
+
+/// Render and write `10-aws.conflist` into `dir` (atomically); a socket other than upstream's
+/// goes into the conflist, and the plugin then logs beside it.
+pub(crate) fn write_conflist(
+    mut params: ConflistParams,
+    socket: &Path,
+    dir: &Path,
+) -> anyhow::Result<PathBuf> {
+    if socket != Path::new("/var/run/aws-node/ipamd.sock") {
+        params.ipamd_socket = Some(socket.display().to_string());
         // A node of the user's own making (a network namespace on a laptop): the plugin logs
         // beside the socket they chose, not under /var/log.
         if std::env::var_os("AWS_VPC_K8S_PLUGIN_LOG_FILE").is_none()
-            && let Some(dir) = args.socket.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Some(parent) = socket.parent().filter(|d| !d.as_os_str().is_empty())
         {
-            params.plugin_log_file = dir.join("plugin.log").display().to_string();
+            params.plugin_log_file = parent.join("plugin.log").display().to_string();
         }
     }
-    let conf = args.cni_conf_dir.join("10-aws.conflist");
+    let conf = dir.join("10-aws.conflist");
     let text = serde_json::to_string_pretty(&render(&params))?;
     write_atomic(&conf, format!("{text}\n").as_bytes(), 0o644)?;
     eprintln!("wrote {}", conf.display());
-    Ok(())
+    Ok(conf)
 }
