@@ -1,6 +1,8 @@
 //! The kinds the emulator serves and their discovery documents: built-in nodes, pods and
-//! events (core/v1 and events.k8s.io/v1), CustomResourceDefinitions, and every custom resource a
-//! CRD registers (the CNINode CRD is installed from the start, as on EKS).
+//! events (core/v1 and events.k8s.io/v1), CustomResourceDefinitions, the kinds the project's
+//! manifest installs (ServiceAccount, ConfigMap, DaemonSet, ClusterRole, ClusterRoleBinding; stored,
+//! not acted on), and every custom resource a CRD registers (the CNINode CRD is installed from the
+//! start, as on EKS).
 
 use serde_json::{Value, json};
 
@@ -104,6 +106,15 @@ pub fn builtin() -> Vec<Resource> {
         false,
     );
     crd.short_names = vec!["crd".into(), "crds".into()];
+    // What the project's manifest and chart install (kubectl apply of them is tested).
+    let mut sa = Resource::new("", "v1", "serviceaccounts", "ServiceAccount", true);
+    sa.short_names = vec!["sa".into()];
+    let mut cm = Resource::new("", "v1", "configmaps", "ConfigMap", true);
+    cm.short_names = vec!["cm".into()];
+    let mut ds = Resource::new("apps", "v1", "daemonsets", "DaemonSet", true);
+    ds.short_names = vec!["ds".into()];
+    ds.status = true;
+    let rbac = "rbac.authorization.k8s.io";
     vec![
         node,
         pod,
@@ -111,6 +122,17 @@ pub fn builtin() -> Vec<Resource> {
         ns,
         Resource::new("events.k8s.io", "v1", "events", "Event", true),
         crd,
+        sa,
+        cm,
+        ds,
+        Resource::new(rbac, "v1", "clusterroles", "ClusterRole", false),
+        Resource::new(
+            rbac,
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+        ),
     ]
 }
 
