@@ -101,11 +101,42 @@ async fn wait_serving(child: &mut Child, socket: &Path) -> Result<(), u8> {
     }
 }
 
+/// Upstream's iptables-wrapper rule: use the backend that holds the host's rules (kubelet's and
+/// kube-proxy's); nft when they tie. None when only plain `iptables` exists.
+fn iptables_mode() -> Option<&'static str> {
+    let rules = |prog: &str| {
+        std::process::Command::new(prog)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| l.starts_with("-A ") || l.contains("KUBE-IPTABLES-HINT"))
+                    .count()
+            })
+    };
+    match (rules("iptables-legacy-save"), rules("iptables-nft-save")) {
+        (Some(l), Some(n)) if l > n => Some("iptables-legacy"),
+        (_, Some(_)) => Some("iptables-nft"),
+        (Some(_), None) => Some("iptables-legacy"),
+        (None, None) => None,
+    }
+}
+
 async fn supervise(args: Args, params: ConflistParams) -> anyhow::Result<u8> {
     let me = std::env::current_exe().context("finding this program")?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut child = Command::new(&me)
+    let mut cmd = Command::new(&me);
+    let iptables = vpc_cni_dataplane::iptables::IPTABLES_ENV;
+    if std::env::var_os(iptables).is_none()
+        && let Some(mode) = iptables_mode()
+    {
+        eprintln!("iptables: {mode} (the backend holding the host's rules)");
+        cmd.env(iptables, mode);
+    }
+    let mut child = cmd
         .args(["daemon", "--cloud", &args.cloud, "--host-network"])
         .args(&args.daemon_args)
         .kill_on_drop(true)

@@ -25,10 +25,17 @@ pub struct IptablesBin {
     pub program: String,
 }
 
+/// The variable naming the iptables program (the node entrypoint sets it to `iptables-legacy` or
+/// `iptables-nft`, whichever holds the host's rules); unset: `iptables`.
+pub const IPTABLES_ENV: &str = "VPC_CNI_IPTABLES";
+
 impl Default for IptablesBin {
     fn default() -> Self {
         IptablesBin {
-            program: "iptables".into(),
+            program: std::env::var(IPTABLES_ENV)
+                .ok()
+                .filter(|p| !p.trim().is_empty())
+                .unwrap_or_else(|| "iptables".into()),
         }
     }
 }

@@ -61,13 +61,15 @@ pub async fn setup_node<C: Cloud>(
     let h = connect_here()?;
     if s.cfg.sim_links {
         node::loopback_up(&h).await?;
-        // What the EKS AMI does on a real node.
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| {
-            DataplaneError::Io {
-                what: "enable net.ipv4.ip_forward".into(),
+        // What the EKS AMI does on a real node. Already on: nothing to write (a container's
+        // /proc/sys is read-only unless privileged).
+        let path = "/proc/sys/net/ipv4/ip_forward";
+        if std::fs::read_to_string(path).unwrap_or_default().trim() != "1" {
+            std::fs::write(path, "1").map_err(|source| DataplaneError::Io {
+                what: "enable net.ipv4.ip_forward (set it on the node, or run privileged)".into(),
                 source,
-            }
-        })?;
+            })?;
+        }
     }
     let mut primary_if = String::from("eth0");
     for i in interfaces {

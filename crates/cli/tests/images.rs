@@ -1,0 +1,269 @@
+//! The images, built by `scripts/images` and run the way a node runs upstream's DaemonSet
+//! (Debian's podman with runc, as root): the init image fills a host directory with the CNI
+//! plugins; the node image, with upstream's env, mounts, capabilities and probe command, runs in
+//! a node network namespace on the simulated VPC, passes its readiness probe, writes the conflist
+//! into the host directory, and serves pods that the host adds with the installed `aws-cni`.
+
+#[allow(dead_code)]
+#[path = "support/netns.rs"]
+mod netns;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use netns::{Ns, cni_env, exec_plugin, require_root};
+use serde_json::Value;
+
+/// podman's defaults exceed this machine's hard limits; crun fails on its cgroup mode.
+const RUN: &[&str] = &[
+    "--runtime",
+    "runc",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+];
+
+fn podman(args: &[&str]) -> Output {
+    Command::new("podman")
+        .args(args)
+        .output()
+        .expect("podman (Debian podman + runc) must be installed: scripts/check installs it")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = podman(args);
+    assert!(
+        o.status.success(),
+        "podman {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Upstream's aws-node env (surface B.6) plus the fieldRefs, as the DaemonSet gives it.
+const UPSTREAM_ENV: &[(&str, &str)] = &[
+    ("ADDITIONAL_ENI_TAGS", "{}"),
+    ("AWS_VPC_CNI_NODE_PORT_SUPPORT", "true"),
+    ("AWS_VPC_ENI_MTU", "9001"),
+    ("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "false"),
+    ("AWS_VPC_K8S_CNI_EXTERNALSNAT", "false"),
+    ("AWS_VPC_K8S_CNI_LOGLEVEL", "DEBUG"),
+    (
+        "AWS_VPC_K8S_CNI_LOG_FILE",
+        "/host/var/log/aws-routed-eni/ipamd.log",
+    ),
+    ("AWS_VPC_K8S_CNI_RANDOMIZESNAT", "prng"),
+    ("AWS_VPC_K8S_CNI_VETHPREFIX", "eni"),
+    (
+        "AWS_VPC_K8S_PLUGIN_LOG_FILE",
+        "/var/log/aws-routed-eni/plugin.log",
+    ),
+    ("AWS_VPC_K8S_PLUGIN_LOG_LEVEL", "DEBUG"),
+    ("DISABLE_INTROSPECTION", "false"),
+    ("DISABLE_METRICS", "false"),
+    ("DISABLE_NETWORK_RESOURCE_PROVISIONING", "false"),
+    ("ENABLE_IMDS_ONLY_MODE", "false"),
+    ("ENABLE_IPv4", "true"),
+    ("ENABLE_IPv6", "false"),
+    ("ENABLE_MULTI_NIC", "false"),
+    ("ENABLE_POD_ENI", "false"),
+    ("ENABLE_PREFIX_DELEGATION", "false"),
+    ("ENABLE_SUBNET_DISCOVERY", "true"),
+    ("NETWORK_POLICY_ENFORCING_MODE", "standard"),
+    ("VPC_CNI_VERSION", "v1.23.1"),
+    ("WARM_ENI_TARGET", "1"),
+    ("WARM_PREFIX_TARGET", "1"),
+    ("MY_NODE_NAME", "ip-10-0-0-10.ec2.internal"),
+    ("MY_POD_NAME", "aws-node-abcde"),
+    // The one difference: no EC2 here, the daemon runs on the simulated VPC.
+    ("VPC_CNI_CLOUD", "sim"),
+];
+
+fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The container removed on drop.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman(&["rm", "-f", "-t", "5", &self.0]);
+    }
+}
+
+fn build(out: &Path) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = Command::new("bash")
+        .arg(root.join("scripts/images"))
+        .arg(out)
+        .env("VPC_CNI_IMAGE_PROFILE", "dev")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "scripts/images: {text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    text
+}
+
+#[test]
+fn images_run_with_upstreams_daemonset_spec() {
+    require_root();
+    let d = tempfile::tempdir().unwrap();
+    let report = build(&d.path().join("out"));
+    let version = env!("CARGO_PKG_VERSION");
+    for name in ["vpc-cni-rs", "vpc-cni-rs-init"] {
+        assert!(
+            report.contains(&format!("{name}: localhost/{name}:{version}, image ")),
+            "{report}"
+        );
+        ok(&["rmi", "-f", &format!("localhost/{name}:{version}")]);
+        let archive = d.path().join("out").join(format!("{name}.oci.tar"));
+        ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    }
+
+    // The init container: privileged, the host's CNI bin dir mounted.
+    let host_bin = d.path().join("opt-cni-bin");
+    std::fs::create_dir_all(&host_bin).unwrap();
+    let mut args = vec!["run", "--rm", "--privileged", "--network", "none"];
+    args.extend_from_slice(RUN);
+    let mount = format!("{}:/host/opt/cni/bin", host_bin.display());
+    let init_image = format!("localhost/vpc-cni-rs-init:{version}");
+    args.extend([
+        "-v",
+        &mount,
+        "-e",
+        "DISABLE_TCP_EARLY_DEMUX=false",
+        "-e",
+        "ENABLE_IPv6=false",
+    ]);
+    // No IMDS here to name the primary interface by MAC: the loopback stands in.
+    args.extend([init_image.as_str(), "--primary-interface", "lo"]);
+    ok(&args);
+    let mut plugins: Vec<String> = std::fs::read_dir(&host_bin)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    plugins.sort();
+    assert_eq!(
+        plugins,
+        ["bandwidth", "host-local", "loopback", "portmap", "tuning"]
+    );
+
+    // The node container: upstream's env, capabilities, mounts; a node network namespace.
+    let run_dir = Path::new("/var/run/aws-node");
+    std::fs::create_dir_all(run_dir).unwrap();
+    assert!(
+        std::os::unix::net::UnixStream::connect(run_dir.join("ipamd.sock")).is_err(),
+        "another daemon serves /var/run/aws-node/ipamd.sock on this machine: stop it first"
+    );
+    let _ = std::fs::remove_file(run_dir.join("ipamd.sock"));
+    let net_d = d.path().join("etc-cni-net.d");
+    let logs = d.path().join("var-log");
+    let lock = d.path().join("xtables.lock");
+    std::fs::write(&lock, "").unwrap();
+    let node = Ns::new("image");
+    // What the node's AMI does (the container's /proc/sys is read-only, as on a cluster).
+    node.sh("sysctl -qw net.ipv4.ip_forward=1");
+    let ns_path = format!("ns:{}", node.path());
+    let name = format!("vpc-cni-rs-test-{}", std::process::id());
+    let mut args = vec!["run", "-d", "--name", &name, "--network", &ns_path];
+    args.extend_from_slice(RUN);
+    args.extend(["--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW"]);
+    let mounts = [
+        format!("{}:/host/opt/cni/bin", host_bin.display()),
+        format!("{}:/host/etc/cni/net.d", net_d.display()),
+        format!("{}:/host/var/log/aws-routed-eni", logs.display()),
+        "/var/run/aws-node:/var/run/aws-node".to_string(),
+        format!("{}:/run/xtables.lock", lock.display()),
+    ];
+    std::fs::create_dir_all(&net_d).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    for m in &mounts {
+        args.extend(["-v", m]);
+    }
+    let env: Vec<String> = UPSTREAM_ENV
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in &env {
+        args.extend(["-e", e]);
+    }
+    let image = format!("localhost/vpc-cni-rs:{version}");
+    args.push(&image);
+    ok(&args);
+    let _c = Container(name.clone());
+    let log = || {
+        String::from_utf8_lossy(&podman(&["logs", &name]).stderr).into_owned()
+            + &std::fs::read_to_string(logs.join("ipamd.log")).unwrap_or_default()
+    };
+    // Upstream's readiness probe, exactly as the manifest runs it.
+    let probe = [
+        "exec",
+        &name,
+        "/app/grpc-health-probe",
+        "-addr=unix:///var/run/aws-node/ipamd.sock",
+        "-connect-timeout=5s",
+        "-rpc-timeout=5s",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !podman(&probe).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "readiness probe never passed; log: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    until("the conflist on the host", 30, || {
+        net_d.join("10-aws.conflist").exists()
+    });
+    assert!(
+        host_bin.join("aws-cni").exists(),
+        "aws-cni installed on the host"
+    );
+    let list: Value =
+        serde_json::from_str(&std::fs::read_to_string(net_d.join("10-aws.conflist")).unwrap())
+            .unwrap();
+    let mut conf = list["plugins"][0].clone();
+    conf["cniVersion"] = list["cniVersion"].clone();
+    conf["name"] = list["name"].clone();
+
+    // The host adds a pod with the installed plugin, as a runtime does; it is wired.
+    let pod = Ns::new("imgpod");
+    let add = |cmd: &str| {
+        exec_plugin(
+            Some(&node),
+            &host_bin.join("aws-cni"),
+            &cni_env(cmd, "c0", &pod.path(), "web-0"),
+            &conf,
+        )
+    };
+    let mut r = add("ADD");
+    for _ in 0..100 {
+        if r.code == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        r = add("ADD");
+    }
+    assert_eq!(r.code, 0, "ADD: {} {}; log: {}", r.stdout, r.stderr, log());
+    let ip = r.json["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/32")
+        .to_string();
+    assert!(node.ping(&ip), "node → pod {ip}");
+    let del = add("DEL");
+    assert_eq!(del.code, 0, "DEL: {} {}", del.stdout, del.stderr);
+}
