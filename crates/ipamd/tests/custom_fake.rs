@@ -4,15 +4,16 @@
 //! field; Node annotations override the warm-pool variables, a bad one is refused with an Event.
 
 use std::sync::Arc;
+
+#[path = "support/fake_node.rs"]
+mod fake_node;
 use std::time::Duration;
 
 use vpc_cni_cloud::SimCloud;
-use vpc_cni_ipamd::host::NoHost;
+use vpc_cni_ipamd::pool;
 use vpc_cni_ipamd::state::Shared;
-use vpc_cni_ipamd::{DaemonConfig, init_with_host, pool};
 use vpc_cni_k8s::fake::FakeKube;
 use vpc_cni_k8s::{EniConfig, NodeView};
-use vpc_cni_limits::LimitsTable;
 use vpc_cni_sim::Subnet;
 
 const POD_SUBNET: &str = "subnet-pods-a";
@@ -22,42 +23,21 @@ async fn daemon(
     dir: &std::path::Path,
     env: &[(&str, &str)],
 ) -> (Arc<Shared<SimCloud>>, Arc<FakeKube>) {
-    let base = [
-        ("DISABLE_METRICS", "true"),
-        ("DISABLE_INTROSPECTION", "true"),
-    ];
-    let mut cfg = DaemonConfig::from_lookup(|k| {
-        base.iter()
-            .chain(env)
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap();
-    cfg.checkpoint = dir.join("ipam.json");
-    let table = LimitsTable::builtin();
-    let cloud = SimCloud::launch(
-        table.get("m5.large").unwrap(),
-        "10.0.0.0/24".parse().unwrap(),
-        1,
-        0.0,
+    let (s, fake) = fake_node::start(
+        dir,
+        env,
+        |_| {},
+        |v| {
+            v.add_subnet(
+                Subnet::new(POD_SUBNET, "100.64.0.0/24".parse().unwrap(), "us-east-1a").unwrap(),
+            );
+            v.add_subnet(
+                Subnet::new(OTHER_ZONE, "100.64.1.0/24".parse().unwrap(), "us-east-1b").unwrap(),
+            );
+            v.security_groups.insert("sg-0pods".into());
+        },
     )
-    .unwrap();
-    {
-        let vpc = cloud.vpc();
-        let mut v = vpc.lock().unwrap();
-        v.add_subnet(
-            Subnet::new(POD_SUBNET, "100.64.0.0/24".parse().unwrap(), "us-east-1a").unwrap(),
-        );
-        v.add_subnet(
-            Subnet::new(OTHER_ZONE, "100.64.1.0/24".parse().unwrap(), "us-east-1b").unwrap(),
-        );
-        v.security_groups.insert("sg-0pods".into());
-    }
-    let s = init_with_host(cfg, cloud, &table, Box::new(NoHost))
-        .await
-        .unwrap();
-    let fake = Arc::new(FakeKube::default());
-    s.kube.set_client(fake.clone());
+    .await;
     vpc_cni_ipamd::kube::start_worker(&s);
     (s, fake)
 }

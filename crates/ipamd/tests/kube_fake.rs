@@ -5,14 +5,15 @@
 
 use std::sync::Arc;
 
+#[path = "support/fake_node.rs"]
+mod fake_node;
+
 use vpc_cni_cloud::SimCloud;
-use vpc_cni_ipamd::host::NoHost;
 use vpc_cni_ipamd::kube::KubeSettings;
+use vpc_cni_ipamd::pool;
 use vpc_cni_ipamd::state::Shared;
-use vpc_cni_ipamd::{DaemonConfig, init_with_host, pool};
 use vpc_cni_k8s::fake::FakeKube;
 use vpc_cni_k8s::{KubeError, NodeView, Regarding};
-use vpc_cni_limits::LimitsTable;
 
 async fn daemon(dir: &std::path::Path, pinned: bool) -> (Arc<Shared<SimCloud>>, Arc<FakeKube>) {
     daemon_with(dir, pinned, std::time::Duration::from_secs(300)).await
@@ -23,38 +24,22 @@ async fn daemon_with(
     pinned: bool,
     grace: std::time::Duration,
 ) -> (Arc<Shared<SimCloud>>, Arc<FakeKube>) {
-    let env = [
-        ("DISABLE_METRICS", "true"),
-        ("DISABLE_INTROSPECTION", "true"),
-    ];
-    let mut cfg = DaemonConfig::from_lookup(|k| {
-        env.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap();
-    cfg.checkpoint = dir.join("ipam.json");
-    cfg.stale_grace = grace;
-    if pinned {
-        cfg.max_pods = Some(25);
-    }
-    let table = LimitsTable::builtin();
-    let cloud = SimCloud::launch(
-        table.get("m5.large").unwrap(),
-        "10.0.0.0/24".parse().unwrap(),
-        1,
-        0.0,
+    let (s, fake) = fake_node::start(
+        dir,
+        &[],
+        |cfg| {
+            cfg.stale_grace = grace;
+            if pinned {
+                cfg.max_pods = Some(25);
+            }
+        },
+        |_| {},
     )
-    .unwrap();
-    let s = init_with_host(cfg, cloud, &table, Box::new(NoHost))
-        .await
-        .unwrap();
-    let fake = Arc::new(FakeKube::default());
+    .await;
     *s.kube.settings.lock().unwrap() = KubeSettings {
         max_pods_pinned: pinned,
         ..Default::default()
     };
-    s.kube.set_client(fake.clone());
     (s, fake)
 }
 
