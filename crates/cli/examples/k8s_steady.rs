@@ -75,6 +75,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                           "status": {"capacity": {"pods": args.pods.to_string()}}});
         st.create(&nodes, "", body)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // The pods exist in the API, as on a cluster (the Pod watch sees them).
+        let pods = st.find("", "v1", "pods").context("pods")?;
+        for i in 0..args.pods {
+            let pod = json!({"metadata": {"name": format!("pod-{i}")}, "spec": {"nodeName": node}});
+            st.create(&pods, "default", pod)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
     }
     let dir = tempfile::tempdir()?;
     let kc = dir.path().join("kubeconfig");
