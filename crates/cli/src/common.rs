@@ -40,3 +40,20 @@ pub enum Output {
 pub fn usage_error(msg: &str, command: &str) -> anyhow::Error {
     anyhow::anyhow!("{msg}\n\nUsage: vpc-cni {command} --help for every flag")
 }
+
+/// The error and its causes joined by ": ", leaving out a cause whose text the message already
+/// carries (many library errors print their source in their own message).
+pub fn render_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}

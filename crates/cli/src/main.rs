@@ -141,32 +141,16 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", render_error(&e));
+            eprintln!("error: {}", common::render_error(&e));
             ExitCode::from(1)
         }
     }
 }
 
-/// The error and its causes joined by ": ", leaving out a cause whose text the message already
-/// carries (many library errors print their source in their own message).
-fn render_error(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{dispatch_by_name, render_error};
+    use super::common::render_error;
+    use super::dispatch_by_name;
 
     #[test]
     fn upstreams_program_names_run_their_commands() {

@@ -128,7 +128,15 @@ async fn supervise(args: Args, params: ConflistParams) -> anyhow::Result<u8> {
     let me = std::env::current_exe().context("finding this program")?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut cmd = Command::new(&me);
+    // The daemon alone when it sits beside this program (the image), else `vpc-cni daemon`.
+    let agent = me.with_file_name("aws-k8s-agent");
+    let mut cmd = if agent.is_file() {
+        Command::new(&agent)
+    } else {
+        let mut c = Command::new(&me);
+        c.arg("daemon");
+        c
+    };
     let iptables = vpc_cni_dataplane::iptables::IPTABLES_ENV;
     if std::env::var_os(iptables).is_none()
         && let Some(mode) = iptables_mode()
@@ -137,11 +145,11 @@ async fn supervise(args: Args, params: ConflistParams) -> anyhow::Result<u8> {
         cmd.env(iptables, mode);
     }
     let mut child = cmd
-        .args(["daemon", "--cloud", &args.cloud, "--host-network"])
+        .args(["--cloud", &args.cloud, "--host-network"])
         .args(&args.daemon_args)
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {} daemon", me.display()))?;
+        .with_context(|| format!("starting the daemon ({})", agent.display()))?;
     eprintln!(
         "started the daemon (pid {})",
         child.id().unwrap_or_default()
