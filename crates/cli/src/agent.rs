@@ -22,19 +22,20 @@ struct Cli {
     args: daemon_cmd::Args,
 }
 
-/// Upstream's defaults, unless the flags say otherwise.
+/// Upstream's defaults when no backend is named (`--cloud aws --host-network`); flags given
+/// are taken as they are. A leading `daemon` (the `vpc-cni daemon` form) is accepted.
 fn with_defaults(mut argv: Vec<String>) -> Vec<String> {
-    if !argv
-        .iter()
-        .any(|a| a == "--cloud" || a.starts_with("--cloud="))
-    {
-        argv.extend(["--cloud".to_string(), "aws".to_string()]);
+    if argv.get(1).map(String::as_str) == Some("daemon") {
+        argv.remove(1);
     }
+    let named = argv
+        .iter()
+        .any(|a| a == "--cloud" || a.starts_with("--cloud="));
     let wants_help = argv
         .iter()
         .any(|a| a == "--help" || a == "-h" || a == "--version");
-    if !wants_help && !argv.iter().any(|a| a == "--host-network") {
-        argv.push("--host-network".into());
+    if !named && !wants_help {
+        argv.extend(["--cloud", "aws", "--host-network"].map(String::from));
     }
     argv
 }
@@ -53,6 +54,27 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {}", common::render_error(&e));
             ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_defaults;
+
+    #[test]
+    fn upstreams_defaults_only_when_no_backend_is_named() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (argv, want) in [
+            (v(&["a"]), v(&["a", "--cloud", "aws", "--host-network"])),
+            (
+                v(&["a", "daemon", "--cloud", "sim"]),
+                v(&["a", "--cloud", "sim"]),
+            ),
+            (v(&["a", "--cloud=aws"]), v(&["a", "--cloud=aws"])),
+            (v(&["a", "--help"]), v(&["a", "--help"])),
+        ] {
+            assert_eq!(with_defaults(argv.clone()), want, "{argv:?}");
         }
     }
 }
