@@ -214,7 +214,21 @@ pub(crate) fn write_conflist(
         }
     }
     let conf = dir.join("10-aws.conflist");
-    let text = serde_json::to_string_pretty(&render(&params))?;
+    let template = std::env::var("VPC_CNI_CONFLIST_TEMPLATE")
+        .unwrap_or_else(|_| "/app/10-aws.conflist".into());
+    let doc = match std::fs::read_to_string(&template) {
+        // Upstream's image and chart (`cniConfig`) put a template there: it wins, as upstream.
+        Ok(text) => {
+            let snat =
+                std::env::var("AWS_VPC_K8S_CNI_RANDOMIZESNAT").unwrap_or_else(|_| "prng".into());
+            let node_ip = std::env::var("VPC_CNI_NODE_IP").unwrap_or_default();
+            eprintln!("conflist from the template {template}");
+            vpc_cni_cni::conflist::from_template(&text, &params, &snat, &node_ip)
+                .map_err(|e| anyhow::anyhow!("{template}: {e}"))?
+        }
+        Err(_) => render(&params),
+    };
+    let text = serde_json::to_string_pretty(&doc)?;
     write_atomic(&conf, format!("{text}\n").as_bytes(), 0o644)?;
     eprintln!("wrote {}", conf.display());
     Ok(conf)

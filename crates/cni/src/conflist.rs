@@ -165,9 +165,87 @@ pub fn render(p: &ConflistParams) -> Value {
     json!({"cniVersion": "0.4.0", "name": "aws-cni", "disableCheck": true, "plugins": plugins})
 }
 
+/// Upstream's conflist template (`/app/10-aws.conflist`, which the chart's `cniConfig` replaces
+/// with a ConfigMap): its `__PLACEHOLDER__`s filled from `p`, `randomize_snat` and `node_ip`,
+/// then the bandwidth and tuning plugins chained as [`render`] does. An error names what is
+/// wrong with the text.
+pub fn from_template(
+    text: &str,
+    p: &ConflistParams,
+    randomize_snat: &str,
+    node_ip: &str,
+) -> Result<Value, String> {
+    let filled = [
+        ("__VETHPREFIX__", p.veth_prefix.as_str()),
+        ("__MTU__", p.mtu.as_str()),
+        ("__PODSGENFORCINGMODE__", p.pod_sg_enforcing_mode.as_str()),
+        ("__PLUGINLOGFILE__", p.plugin_log_file.as_str()),
+        ("__PLUGINLOGLEVEL__", p.plugin_log_level.as_str()),
+        (
+            "__EGRESSPLUGINLOGFILE__",
+            "/var/log/aws-routed-eni/egress-v6-plugin.log",
+        ),
+        ("__EGRESSPLUGINLOGLEVEL__", p.plugin_log_level.as_str()),
+        ("__EGRESSPLUGINENABLED__", "false"),
+        ("__EGRESSPLUGINIPAMSUBNET__", ""),
+        ("__EGRESSPLUGINIPAMDST__", ""),
+        (
+            "__EGRESSPLUGINIPAMDATADIR__",
+            "/run/cni/v6pd/egress-v6-ipam",
+        ),
+        ("__RANDOMIZESNAT__", randomize_snat),
+        ("__NODEIP__", node_ip),
+    ]
+    .iter()
+    .fold(text.to_string(), |t, (k, v)| t.replace(k, v));
+    let mut v: Value =
+        serde_json::from_str(&filled).map_err(|e| format!("not a JSON conflist: {e}"))?;
+    let plugins = v["plugins"].as_array_mut().ok_or("no \"plugins\" list")?;
+    let defaults = render(p);
+    for extra in defaults["plugins"].as_array().into_iter().flatten().skip(2) {
+        if !plugins.iter().any(|x| x["type"] == extra["type"]) {
+            plugins.push(extra.clone());
+        }
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstreams_template_is_filled_and_chained() {
+        let lookup = |k: &str| {
+            [
+                ("AWS_VPC_K8S_CNI_VETHPREFIX", "abc"),
+                ("ENABLE_BANDWIDTH_PLUGIN", "true"),
+            ]
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+        };
+        let p = ConflistParams::from_lookup(lookup).unwrap();
+        let t = r#"{"cniVersion":"0.4.0","name":"aws-cni","disableCheck":true,"plugins":[
+            {"name":"aws-cni","type":"aws-cni","vethPrefix":"__VETHPREFIX__","mtu":"__MTU__",
+             "podSGEnforcingMode":"__PODSGENFORCINGMODE__","pluginLogFile":"__PLUGINLOGFILE__",
+             "pluginLogLevel":"__PLUGINLOGLEVEL__"},
+            {"name":"egress-cni","type":"egress-cni","enabled":"__EGRESSPLUGINENABLED__",
+             "randomizeSNAT":"__RANDOMIZESNAT__","nodeIP":"__NODEIP__"},
+            {"type":"portmap","capabilities":{"portMappings":true},"snat":true}]}"#;
+        let v = from_template(t, &p, "prng", "10.0.0.5").unwrap();
+        assert_eq!(v["plugins"][0]["vethPrefix"], "abc");
+        assert_eq!(v["plugins"][0]["mtu"], "9001");
+        assert_eq!(v["plugins"][1]["randomizeSNAT"], "prng");
+        assert_eq!(v["plugins"][1]["nodeIP"], "10.0.0.5");
+        assert_eq!(v["plugins"][3]["type"], "bandwidth", "{v}");
+        assert!(from_template("{", &p, "", "").unwrap_err().contains("JSON"));
+        assert!(
+            from_template("{}", &p, "", "")
+                .unwrap_err()
+                .contains("plugins")
+        );
+    }
 
     #[test]
     fn defaults_and_options() {
