@@ -1,5 +1,6 @@
 //! The images, built by `scripts/images` and run the way a node runs upstream's DaemonSet
-//! (Debian's podman with runc, as root): the init image fills a host directory with the CNI
+//! (Debian's podman with runc, as root; containerd's `ctr` imports the same archives): the init
+//! image fills a host directory with the CNI
 //! plugins; the node image, with upstream's env, mounts, capabilities and probe command, runs in
 //! a node network namespace on the simulated VPC, passes its readiness probe, writes the conflist
 //! into the host directory, and serves pods that the host adds with the installed `aws-cni`.
@@ -130,6 +131,60 @@ fn images_run_with_upstreams_daemonset_spec() {
         ok(&["rmi", "-f", &format!("localhost/{name}:{version}")]);
         let archive = d.path().join("out").join(format!("{name}.oci.tar"));
         ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    }
+
+    // containerd takes the same archives (`ctr image import`), a private instance of it.
+    let ctrd = d.path().join("containerd");
+    let sock = ctrd.join("ctrd.sock");
+    let mut containerd = Command::new("containerd")
+        .args(["--root", ctrd.join("root").to_str().unwrap()])
+        .args(["--state", ctrd.join("state").to_str().unwrap()])
+        .args(["--address", sock.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("containerd (Debian containerd) must be installed: scripts/check installs it");
+    until("containerd's socket", 30, || sock.exists());
+    for name in ["vpc-cni-rs", "vpc-cni-rs-init"] {
+        let archive = d.path().join("out").join(format!("{name}.oci.tar"));
+        let o = Command::new("ctr")
+            .args([
+                "--address",
+                sock.to_str().unwrap(),
+                "-n",
+                "vfy",
+                "image",
+                "import",
+            ])
+            .arg(&archive)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ctr image import {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let listed = Command::new("ctr")
+        .args([
+            "--address",
+            sock.to_str().unwrap(),
+            "-n",
+            "vfy",
+            "image",
+            "ls",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let _ = containerd.kill();
+    let _ = containerd.wait();
+    for name in ["vpc-cni-rs", "vpc-cni-rs-init"] {
+        assert!(
+            listed.contains(&format!("localhost/{name}:{version}")),
+            "{listed}"
+        );
     }
 
     // The init container: privileged, the host's CNI bin dir mounted.
