@@ -43,19 +43,9 @@ fn with_defaults(mut argv: Vec<String>) -> Vec<String> {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(with_defaults(std::env::args().collect())) {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(e) => return common::clap_exit(&e),
     };
-    match daemon_cmd::run(cli.args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", common::render_error(&e));
-            ExitCode::from(1)
-        }
-    }
+    common::finish(daemon_cmd::run(cli.args))
 }
 
 #[cfg(test)]

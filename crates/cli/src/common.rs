@@ -57,3 +57,22 @@ pub fn render_error(e: &anyhow::Error) -> String {
     }
     out
 }
+
+/// A clap parse failure as the process's exit: help and version on stdout with 0, errors on
+/// stderr with 1.
+pub fn clap_exit(e: &clap::Error) -> std::process::ExitCode {
+    let code = if e.use_stderr() { 1 } else { 0 };
+    let _ = e.print();
+    std::process::ExitCode::from(code)
+}
+
+/// A command's outcome as the process's exit: 0, or the error chain on stderr and 1.
+pub fn finish(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", render_error(&e));
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -112,11 +112,7 @@ fn main() -> ExitCode {
     }
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(e) => return common::clap_exit(&e),
     };
     let result = match cli.command {
         Command::MaxPods(args) => maxpods_cmd::run(args),
@@ -138,13 +134,7 @@ fn main() -> ExitCode {
         // Handled above, before clap.
         Command::HealthProbe(args) => return ExitCode::from(probe_cmd::run(&args.flags)),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", common::render_error(&e));
-            ExitCode::from(1)
-        }
-    }
+    common::finish(result)
 }
 
 #[cfg(test)]
