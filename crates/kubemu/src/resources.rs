@@ -260,7 +260,9 @@ mod tests {
             names,
             [
                 "apiextensions.k8s.io",
+                "apps",
                 "events.k8s.io",
+                "rbac.authorization.k8s.io",
                 "vpcresources.k8s.aws"
             ]
         );
