@@ -145,38 +145,24 @@ fn images_run_with_upstreams_daemonset_spec() {
         .spawn()
         .expect("containerd (Debian containerd) must be installed: scripts/check installs it");
     until("containerd's socket", 30, || sock.exists());
+    // `ctr` against the private containerd, in its own namespace.
+    let ctr = |args: &[&str]| {
+        Command::new("ctr")
+            .args(["--address", sock.to_str().unwrap(), "-n", "vfy"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
     for name in ["vpc-cni-rs", "vpc-cni-rs-init"] {
         let archive = d.path().join("out").join(format!("{name}.oci.tar"));
-        let o = Command::new("ctr")
-            .args([
-                "--address",
-                sock.to_str().unwrap(),
-                "-n",
-                "vfy",
-                "image",
-                "import",
-            ])
-            .arg(&archive)
-            .output()
-            .unwrap();
+        let o = ctr(&["image", "import", archive.to_str().unwrap()]);
         assert!(
             o.status.success(),
             "ctr image import {name}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    let listed = Command::new("ctr")
-        .args([
-            "--address",
-            sock.to_str().unwrap(),
-            "-n",
-            "vfy",
-            "image",
-            "ls",
-            "-q",
-        ])
-        .output()
-        .unwrap();
+    let listed = ctr(&["image", "ls", "-q"]);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     let _ = containerd.kill();
     let _ = containerd.wait();
