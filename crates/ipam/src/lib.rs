@@ -16,7 +16,8 @@ pub use datastore::{
 };
 pub use key::{IpamKey, PodMetadata};
 pub use policy::{
-    Action, AssignFailure, AwsPolicy, CidrKind, Decision, NodeState, PoolLimits, PoolPolicy,
+    Action, AdaptivePolicy, AssignFailure, AwsPolicy, CidrKind, Decision, Delivery, NodeState,
+    Policy, PoolLimits, PoolPolicy,
 };
-pub use settings::{Settings, SettingsError};
+pub use settings::{PolicyKind, Settings, SettingsError};
 pub use time::Time;

@@ -33,6 +33,8 @@ pub const DISABLE_PROVISIONING: &str = "DISABLE_NETWORK_RESOURCE_PROVISIONING";
 pub const ENABLE_SUBNET_DISCOVERY: &str = "ENABLE_SUBNET_DISCOVERY";
 /// `ENABLE_IMDS_ONLY_MODE`.
 pub const ENABLE_IMDS_ONLY_MODE: &str = "ENABLE_IMDS_ONLY_MODE";
+/// `VPC_CNI_POOL_POLICY` (ours): `aws` (upstream's warm targets) or `adaptive`.
+pub const POOL_POLICY: &str = "VPC_CNI_POOL_POLICY";
 
 /// Every variable [`Settings::from_env`] reads.
 pub const VARIABLES: &[&str] = &[
@@ -49,7 +51,45 @@ pub const VARIABLES: &[&str] = &[
     DISABLE_PROVISIONING,
     ENABLE_SUBNET_DISCOVERY,
     ENABLE_IMDS_ONLY_MODE,
+    POOL_POLICY,
 ];
+
+/// Which warm-pool policy runs (`VPC_CNI_POOL_POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// Upstream ipamd's warm targets, bit for bit.
+    #[default]
+    Aws,
+    /// Sized from observed pod arrivals and cloud delivery time; the upstream targets are
+    /// bounds only (`MINIMUM_IP_TARGET` a floor, `MAX_ENI` and max pods caps).
+    Adaptive,
+}
+
+impl PolicyKind {
+    /// The value as written in `VPC_CNI_POOL_POLICY`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Aws => "aws",
+            PolicyKind::Adaptive => "adaptive",
+        }
+    }
+
+    /// Parse `aws` or `adaptive` (case-insensitive).
+    pub fn parse(v: &str) -> Result<Self, SettingsError> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "aws" => Ok(PolicyKind::Aws),
+            "adaptive" => Ok(PolicyKind::Adaptive),
+            _ => Err(invalid(POOL_POLICY, v, "aws or adaptive")),
+        }
+    }
+}
+
+impl std::fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A setting that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +139,8 @@ pub struct Settings {
     pub subnet_discovery: bool,
     /// No EC2 calls (implies no provisioning).
     pub imds_only: bool,
+    /// The warm-pool policy.
+    pub pool_policy: PolicyKind,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -121,6 +163,7 @@ impl Default for Settings {
             disable_provisioning: false,
             subnet_discovery: true,
             imds_only: false,
+            pool_policy: PolicyKind::Aws,
         }
     }
 }
@@ -209,6 +252,11 @@ impl Settings {
             disable_provisioning: r.boolean(DISABLE_PROVISIONING, false)?,
             subnet_discovery: r.boolean(ENABLE_SUBNET_DISCOVERY, true)?,
             imds_only: r.boolean(ENABLE_IMDS_ONLY_MODE, false)?,
+            pool_policy: r
+                .raw(POOL_POLICY)
+                .map(|v| PolicyKind::parse(&v))
+                .transpose()?
+                .unwrap_or_default(),
         };
         s.validate()?;
         Ok(s)
@@ -244,7 +292,9 @@ impl Settings {
                 &format!("seconds ≤ {MAX_COOLDOWN_S} (one day)"),
             ));
         }
+        // The adaptive policy sizes the pool itself: prefix mode needs no target there.
         if self.prefix_delegation
+            && self.pool_policy == PolicyKind::Aws
             && self.warm_ip_target == 0
             && self.warm_prefix_target == 0
             && self.minimum_ip_target == 0
@@ -281,6 +331,9 @@ impl Settings {
         m.insert(ENABLE_PREFIX_DELEGATION, self.prefix_delegation.to_string());
         m.insert(CUSTOM_NETWORK_CFG, self.custom_networking.to_string());
         m.insert(IP_COOLDOWN_PERIOD, self.ip_cooldown.as_secs().to_string());
+        if self.pool_policy != PolicyKind::Aws {
+            m.insert(POOL_POLICY, self.pool_policy.to_string());
+        }
         m
     }
 }
@@ -354,6 +407,22 @@ mod tests {
                 ("MINIMUM_IP_TARGET", "1")
             ])
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn pool_policy_parses_and_adaptive_needs_no_prefix_target() {
+        assert_eq!(parse(&[]).unwrap().pool_policy, PolicyKind::Aws);
+        let s = parse(&[
+            (POOL_POLICY, "Adaptive"),
+            ("ENABLE_PREFIX_DELEGATION", "true"),
+        ])
+        .unwrap();
+        assert_eq!(s.pool_policy, PolicyKind::Adaptive);
+        let err = parse(&[(POOL_POLICY, "smart")]).unwrap_err().to_string();
+        assert!(
+            err.contains(POOL_POLICY) && err.contains("smart") && err.contains("aws or adaptive"),
+            "{err}"
         );
     }
 }

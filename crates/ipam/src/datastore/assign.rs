@@ -76,18 +76,26 @@ impl Datastore {
             });
         }
         let (pd, cooldown) = (self.prefix_delegation, self.cooldown);
-        let found = self
-            .enis
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| !e.excluded && !e.is_trunk)
-            .find_map(|(i, e)| {
-                e.cidrs
-                    .values()
-                    .filter(|c| c.is_prefix == pd)
-                    .find_map(|c| c.free_address(now, cooldown).map(|ip| (i, c.net, ip)))
-            });
-        let (eni_idx, net, ip) = found.ok_or(DatastoreError::NoAvailableAddress)?;
+        let find = |kind: bool| {
+            self.enis
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| !e.excluded && !e.is_trunk)
+                .find_map(|(i, e)| {
+                    e.cidrs
+                        .values()
+                        .filter(|c| c.is_prefix == kind)
+                        .find_map(|c| c.free_address(now, cooldown).map(|ip| (i, c.net, ip)))
+                })
+        };
+        // Prefix mode with the /32 fallback: every prefix first, then the /32s.
+        let found = find(pd).or_else(|| (pd && self.ip_fallback).then(|| find(false)).flatten());
+        let Some((eni_idx, net, ip)) = found else {
+            self.waiting.entry(key.clone()).or_insert(now);
+            return Err(DatastoreError::NoAvailableAddress);
+        };
+        self.waiting.remove(key);
+        self.arrivals += 1;
         self.record(eni_idx, net, ip, key.clone(), metadata, now);
         let eni = &self.enis[eni_idx];
         Ok(Assignment {
@@ -167,6 +175,8 @@ impl Datastore {
     /// key (also under upstream's CRI-migrated fallback key) is a no-op answered with `None`; a
     /// key whose address was kept aside (see `held`) gives that address up.
     pub fn unassign(&mut self, key: &IpamKey, now: Time) -> Option<Released> {
+        // A pod deleted while waiting for an address is no longer demand.
+        self.waiting.remove(key);
         self.release(key, Some(now))
             .or_else(|| self.release_held(key))
     }

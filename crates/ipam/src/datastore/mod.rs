@@ -158,6 +158,13 @@ pub struct Datastore {
     allocated_prefixes: u64,
     /// Addresses live pods use that no ENI here carries (see `held`).
     held: BTreeMap<Ipv4Addr, Held>,
+    /// Successful new assignments since start (the pod arrivals a policy may measure).
+    arrivals: u64,
+    /// Pods refused for want of an address and not yet served or deleted, with when they first
+    /// asked (a policy's unmet demand).
+    waiting: HashMap<IpamKey, Time>,
+    /// Prefix mode also serves pods from /32 secondary addresses (after prefixes).
+    ip_fallback: bool,
 }
 
 impl Datastore {
@@ -172,7 +179,31 @@ impl Datastore {
             assigned: 0,
             allocated_prefixes: 0,
             held: BTreeMap::new(),
+            arrivals: 0,
+            waiting: HashMap::new(),
+            ip_fallback: false,
         }
+    }
+
+    /// New assignments since start (idempotent repeats not counted).
+    pub fn arrivals(&self) -> u64 {
+        self.arrivals
+    }
+
+    /// Pods refused an address and still waiting (neither served nor deleted since).
+    pub fn waiting(&self) -> u32 {
+        self.waiting.len() as u32
+    }
+
+    /// Forget waiting pods older than `max_age` (their DEL never came).
+    pub fn prune_waiting(&mut self, now: Time, max_age: std::time::Duration) {
+        self.waiting.retain(|_, at| now.since(*at) <= max_age);
+    }
+
+    /// Let prefix mode serve pods from /32 secondary addresses too, after every prefix (the
+    /// adaptive policy's fallback on a fragmented subnet). Off by default, as upstream.
+    pub fn set_ip_fallback(&mut self, on: bool) {
+        self.ip_fallback = on;
     }
 
     /// Whether pods get addresses from /28 prefixes.

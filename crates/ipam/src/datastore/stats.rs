@@ -1,5 +1,6 @@
 //! Pool statistics (spec b.2) and per-ENI figures used by the policy.
 
+use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use super::{CidrInfo, Datastore, Eni};
@@ -40,8 +41,10 @@ pub struct EniStats {
 
 impl Datastore {
     fn mode_cidrs<'a>(&self, eni: &'a Eni) -> impl Iterator<Item = &'a CidrInfo> + use<'a> {
-        let pd = self.prefix_delegation;
-        eni.cidrs.values().filter(move |c| c.is_prefix == pd)
+        let (pd, fallback) = (self.prefix_delegation, self.ip_fallback);
+        eni.cidrs
+            .values()
+            .filter(move |c| c.is_prefix == pd || (fallback && !c.is_prefix))
     }
 
     /// Figures of one ENI.
@@ -101,6 +104,28 @@ impl Datastore {
                         .is_some_and(|t| now.since(t) <= self.cooldown)
             })
         })
+    }
+
+    /// CIDRs of `eni` nothing is assigned from and nothing was released from within `hold`
+    /// (never a just-freed address), /32s before prefixes, highest first within each kind.
+    pub fn idle_cidrs(
+        &self,
+        eni: &Eni,
+        now: Time,
+        hold: std::time::Duration,
+    ) -> Vec<(Ipv4Net, u32)> {
+        let mut out: Vec<(Ipv4Net, u32)> = eni
+            .cidrs
+            .values()
+            .filter(|c| {
+                c.addresses
+                    .values()
+                    .all(|a| a.key.is_none() && a.unassigned_at.is_none_or(|t| now.since(t) > hold))
+            })
+            .map(|c| (c.net, c.size()))
+            .collect();
+        out.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+        out
     }
 
     /// Recompute the raw counters from scratch (for invariant checks).

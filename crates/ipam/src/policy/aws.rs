@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use vpc_cni_limits::IPS_PER_PREFIX;
 
+use super::common::{drain_excluded, has_room_for_eni};
 use super::targets::{TargetState, div_ceil, target_state};
 use super::{Action, AssignFailure, CidrKind, Decision, NodeState, PoolLimits, PoolPolicy};
 use crate::datastore::{Datastore, Eni, IpStats};
@@ -255,38 +256,6 @@ impl AwsPolicy {
         }
     }
 
-    /// Excluded ENIs (their subnet is tagged out of pod use): every CIDR without an assigned
-    /// address leaves the datastore and goes back to EC2, so pods drain off them.
-    fn drain_excluded(&self, ds: &mut Datastore) -> Vec<Decision> {
-        let ids: Vec<String> = ds
-            .enis()
-            .iter()
-            .filter(|e| e.excluded)
-            .map(|e| e.id.clone())
-            .collect();
-        let mut out = Vec::new();
-        for id in ids {
-            let removed: Vec<_> = ds
-                .freeable_cidrs(&id)
-                .into_iter()
-                .filter(|net| ds.del_cidr(&id, *net, false).is_ok())
-                .collect();
-            if !removed.is_empty() {
-                out.push(Decision {
-                    reason: format!(
-                        "{id} is in an excluded subnet (kubernetes.io/role/cni=0): release its {} unused CIDR(s)",
-                        removed.len()
-                    ),
-                    action: Action::Release {
-                        eni: id,
-                        cidrs: removed,
-                    },
-                });
-            }
-        }
-        out
-    }
-
     /// `GetENIResourcesToAllocate`.
     fn new_eni_resources(&self, ds: &Datastore, t: &TargetState) -> u32 {
         if self.pd() {
@@ -311,13 +280,7 @@ impl AwsPolicy {
 
     /// `hasRoomForEni`.
     fn has_room_for_eni(&self, ds: &Datastore) -> bool {
-        let trunk_slot = u32::from(self.settings.enable_pod_eni && !self.limits.trunk_attached);
-        let cap = self
-            .limits
-            .max_eni
-            .saturating_sub(self.limits.unmanaged_enis)
-            .saturating_sub(trunk_slot);
-        (ds.enis().len() as u32) < cap
+        has_room_for_eni(&self.settings, &self.limits, ds)
     }
 
     /// `isDatastorePoolTooHigh`; `Some((amount, reason))` when high.
@@ -446,7 +409,7 @@ impl PoolPolicy for AwsPolicy {
         if !self.settings.provisioning_enabled() {
             return Vec::new();
         }
-        let mut out = self.drain_excluded(ds);
+        let mut out = drain_excluded(ds);
         let stats = ds.stats(now);
         if let Some(why) = self.too_low(ds, &stats) {
             if self.growth_blocked(node, now).is_none() {

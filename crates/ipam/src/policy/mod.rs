@@ -10,15 +10,23 @@
 //! next step. A failed `AllocateEni` with insufficient addresses is reported with
 //! [`PoolPolicy::record_insufficient_addresses`] (the 120 s growth pause).
 
+mod adaptive;
+mod any;
 mod aws;
+mod common;
+pub mod forecast;
 mod limits;
 mod targets;
+
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::datastore::Datastore;
 use crate::time::Time;
 
+pub use adaptive::AdaptivePolicy;
+pub use any::Policy;
 pub use aws::AwsPolicy;
 pub use limits::PoolLimits;
 pub use targets::TargetState;
@@ -96,6 +104,16 @@ pub struct NodeState {
     pub unschedulable: bool,
 }
 
+/// What a completed growth call delivered, for [`PoolPolicy::record_delivery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// `AssignPrivateIpAddresses` until the addresses were in the datastore.
+    Assign,
+    /// Create + attach an ENI until its addresses were in the datastore.
+    Eni,
+}
+
 /// A warm-pool policy.
 pub trait PoolPolicy {
     /// One pool-manager cycle (upstream `updateIPPoolIfRequired`).
@@ -106,4 +124,10 @@ pub trait PoolPolicy {
 
     /// A one-line description of the pool against its targets.
     fn describe(&self, ds: &Datastore, now: Time) -> String;
+
+    /// The executor saw `RequestLimitExceeded` (the `aws` policy ignores it, as upstream).
+    fn record_throttled(&mut self, _now: Time) {}
+
+    /// A growth call completed after `took` (the `aws` policy ignores it, as upstream).
+    fn record_delivery(&mut self, _what: Delivery, _took: Duration) {}
 }

@@ -1,0 +1,512 @@
+//! The `adaptive` policy (ours, `VPC_CNI_POOL_POLICY=adaptive`): the warm pool is sized from what
+//! the node observes — pod arrivals (rate, recent bursts, pods waiting) and how long the cloud
+//! takes to deliver an address — instead of a fixed ENI's or prefix's worth. Idle addresses go
+//! back after a hold time, highest first, whole ENIs when they empty; prefix mode falls back to
+//! /32s on a fragmented subnet instead of pausing. The upstream variables are bounds only:
+//! `MINIMUM_IP_TARGET` a floor, `MAX_ENI` and max pods caps.
+
+use std::time::Duration;
+
+use vpc_cni_limits::IPS_PER_PREFIX;
+
+use super::aws::MIN_ENI_LIFETIME;
+use super::common::{drain_excluded, has_room_for_eni};
+use super::forecast::{Demand, poisson_quantile};
+use super::{
+    Action, AssignFailure, CidrKind, Decision, Delivery, NodeState, PoolLimits, PoolPolicy,
+};
+use crate::datastore::{Datastore, Eni};
+use crate::settings::Settings;
+use crate::time::Time;
+
+/// The pool loop's period: a new pod waits at most this long for the next cycle to see it.
+pub const PERIOD: Duration = Duration::from_secs(5);
+/// Share of lead-time windows in which the warm pool covers every arrival.
+pub const CONFIDENCE: f64 = 0.99;
+/// An address idle (and a pool not grown) for this long may go back to EC2.
+pub const HOLD: Duration = Duration::from_secs(60);
+/// After `InsufficientCidrBlocks`, prefix mode uses /32s this long before trying prefixes again.
+pub const FALLBACK: Duration = Duration::from_secs(300);
+/// Growth pause when the subnet has no address at all (no /32 either).
+pub const INSUFFICIENT_PAUSE: Duration = Duration::from_secs(60);
+/// A pod refused an address counts as waiting for at most this long.
+pub const WAIT_MAX_AGE: Duration = Duration::from_secs(600);
+/// Longest throttling back-off.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const FIRST_ASSIGN_GUESS: Duration = Duration::from_secs(1);
+const FIRST_ENI_GUESS: Duration = Duration::from_secs(8);
+
+/// What the policy computed for a cycle, kept for reasons and `describe`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Sizing {
+    rate_per_min: f64,
+    lead: Duration,
+    warm: u32,
+    waiting: u32,
+    ready: u32,
+    total: u32,
+    assigned: u32,
+}
+
+impl Sizing {
+    /// Addresses wanted free within one lead time.
+    fn target(&self) -> u32 {
+        self.warm + self.waiting
+    }
+
+    fn why(&self) -> String {
+        format!(
+            "warm {} (99% of arrivals at {:.1} pods/min over a {:.1} s lead) + {} waiting, {} ready, {} of {} assigned",
+            self.warm,
+            self.rate_per_min,
+            self.lead.as_secs_f64(),
+            self.waiting,
+            self.ready,
+            self.assigned,
+            self.total
+        )
+    }
+}
+
+/// The adaptive policy for card 0 of an IPv4 node.
+#[derive(Debug, Clone)]
+pub struct AdaptivePolicy {
+    settings: Settings,
+    limits: PoolLimits,
+    demand: Demand,
+    assign_latency: Option<Duration>,
+    eni_latency: Option<Duration>,
+    last_cycle: Option<Time>,
+    last_growth: Option<Time>,
+    fallback_until: Option<Time>,
+    paused_until: Option<Time>,
+    backoff_until: Option<Time>,
+    throttle_level: u32,
+    jitter: u64,
+    last: Sizing,
+}
+
+impl AdaptivePolicy {
+    /// A policy with no history.
+    pub fn new(settings: Settings, limits: PoolLimits) -> Self {
+        AdaptivePolicy {
+            settings,
+            limits,
+            demand: Demand::default(),
+            assign_latency: None,
+            eni_latency: None,
+            last_cycle: None,
+            last_growth: None,
+            fallback_until: None,
+            paused_until: None,
+            backoff_until: None,
+            throttle_level: 0,
+            jitter: 0x9e37_79b9_7f4a_7c15,
+            last: Sizing::default(),
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &PoolLimits {
+        &self.limits
+    }
+
+    /// Replace the settings (per-node overrides).
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
+    /// Replace the limits.
+    pub fn set_limits(&mut self, limits: PoolLimits) {
+        self.limits = limits;
+    }
+
+    fn fallback(&self, now: Time) -> bool {
+        self.fallback_until.is_some_and(|t| now < t)
+    }
+
+    fn kind(&self, now: Time) -> CidrKind {
+        if self.limits.prefix_delegation && !self.fallback(now) {
+            CidrKind::Prefix
+        } else {
+            CidrKind::SecondaryIp
+        }
+    }
+
+    /// Addresses one unit of `kind` carries.
+    fn unit(kind: CidrKind) -> u32 {
+        match kind {
+            CidrKind::Prefix => IPS_PER_PREFIX,
+            CidrKind::SecondaryIp => 1,
+        }
+    }
+
+    fn allocatable<'a>(&self, ds: &'a Datastore, skip: &'a [String]) -> Option<&'a Eni> {
+        ds.allocatable_enis(
+            self.limits.max_cidrs_per_eni(),
+            self.settings.custom_networking,
+        )
+        .find(|e| !skip.contains(&e.id))
+    }
+
+    /// Time from a pod's arrival until a refill it triggers is usable.
+    fn lead(&self, ds: &Datastore, now: Time) -> Duration {
+        let delivery = if self.allocatable(ds, &[]).is_some() {
+            self.assign_latency.unwrap_or(FIRST_ASSIGN_GUESS)
+        } else {
+            self.eni_latency.unwrap_or(FIRST_ENI_GUESS)
+        };
+        let backoff = self.backoff_until.map_or(Duration::ZERO, |t| {
+            if t > now {
+                t.since(now)
+            } else {
+                Duration::ZERO
+            }
+        });
+        PERIOD + delivery + backoff
+    }
+
+    fn size(&self, ds: &Datastore, now: Time) -> Sizing {
+        let lead = self.lead(ds, now);
+        let rate = self.demand.rate(now);
+        let warm = poisson_quantile(rate * lead.as_secs_f64(), CONFIDENCE)
+            .max(self.demand.recent_peak(now, lead))
+            .max(self.demand.momentum(lead))
+            .max(1);
+        // Addresses cooling now but usable before a refill would land count as ready.
+        let later = ds.stats(now.plus(lead));
+        Sizing {
+            rate_per_min: rate * 60.0,
+            lead,
+            warm,
+            waiting: ds.waiting(),
+            ready: later.available() - later.cooldown_ips,
+            total: later.total_ips,
+            assigned: later.assigned_ips,
+        }
+    }
+
+    /// Addresses still addable before the pool holds max pods.
+    fn room_for_pods(&self, sz: &Sizing) -> u32 {
+        self.limits.max_pods.saturating_sub(sz.total)
+    }
+
+    /// Addresses to add now (0 when the pool covers the target and the floor).
+    fn need(&self, sz: &Sizing) -> u32 {
+        let floor = self.settings.minimum_ip_target.saturating_sub(sz.total);
+        sz.target()
+            .saturating_sub(sz.ready)
+            .max(floor)
+            .min(self.room_for_pods(sz))
+    }
+
+    fn growth_blocked(&self, node: NodeState, now: Time) -> Option<&'static str> {
+        if node.terminating {
+            return Some("terminating");
+        }
+        if node.unschedulable && !self.settings.manage_enis_non_schedulable {
+            return Some("node is unschedulable");
+        }
+        if self.paused_until.is_some_and(|t| now < t) {
+            return Some("the subnet had no free address (60 s pause)");
+        }
+        if self.backoff_until.is_some_and(|t| now < t) {
+            return Some("backing off after EC2 throttling");
+        }
+        None
+    }
+
+    /// Ask for `need` addresses: the lowest ENI with room (not in `skip`), else a new ENI.
+    fn grow(
+        &self,
+        ds: &Datastore,
+        need: u32,
+        skip: &[String],
+        why: &str,
+        now: Time,
+    ) -> Option<Decision> {
+        if need == 0 {
+            return None;
+        }
+        let kind = self.kind(now);
+        let units = need.div_ceil(Self::unit(kind));
+        let max_cidrs = self.limits.max_cidrs_per_eni();
+        if let Some(eni) = self.allocatable(ds, skip) {
+            let room = max_cidrs - eni.cidrs.len() as u32;
+            let count = room.min(units);
+            return Some(Decision {
+                reason: format!(
+                    "adaptive: {why}; {} has room for {room}: assign {count}",
+                    eni.id
+                ),
+                action: Action::AssignToEni {
+                    eni: eni.id.clone(),
+                    count,
+                    kind,
+                },
+            });
+        }
+        if !has_room_for_eni(&self.settings, &self.limits, ds) {
+            return None;
+        }
+        let count = units.min(max_cidrs);
+        Some(Decision {
+            reason: format!("adaptive: {why}; every ENI is full: new ENI with {count}"),
+            action: Action::AllocateEni { count, kind },
+        })
+    }
+
+    /// Whether the pool may give addresses back now (no growth within the hold time).
+    fn may_shrink(&self, node: NodeState, now: Time) -> bool {
+        let free_ok =
+            !node.terminating && (!node.unschedulable || self.settings.manage_enis_non_schedulable);
+        free_ok && self.last_growth.is_none_or(|t| now.since(t) >= HOLD)
+    }
+
+    fn hold(&self, ds: &Datastore) -> Duration {
+        HOLD.max(ds.cooldown())
+    }
+
+    /// A whole ENI to return: no pods, old enough, every CIDR idle for the hold time, and the
+    /// rest of the pool still covers the target and the floor.
+    fn spare_eni(&self, ds: &Datastore, sz: &Sizing, now: Time) -> Option<(String, u32)> {
+        let hold = self.hold(ds);
+        ds.enis().iter().rev().find_map(|eni| {
+            if eni.is_primary || eni.is_trunk || eni.is_efa || eni.has_pods() {
+                return None;
+            }
+            if now.since(eni.created_at) < MIN_ENI_LIFETIME
+                || ds.idle_cidrs(eni, now, hold).len() != eni.cidrs.len()
+            {
+                return None;
+            }
+            let free = ds.eni_stats(eni).total_ips;
+            let keeps = sz.ready.saturating_sub(free) >= sz.target()
+                && sz.total.saturating_sub(free) >= self.settings.minimum_ip_target;
+            keeps.then(|| (eni.id.clone(), free))
+        })
+    }
+
+    /// Release idle CIDRs beyond the target and the floor, highest ENI and address first.
+    fn release(&self, ds: &mut Datastore, sz: &Sizing, now: Time) -> Vec<Decision> {
+        let over_target = sz.ready.saturating_sub(sz.target());
+        let over_floor = sz.total.saturating_sub(self.settings.minimum_ip_target);
+        let mut budget = over_target.min(over_floor);
+        // Hysteresis: a surplus within a quarter of the target stays, so a pool that just
+        // shrank does not grow back on the next arrival.
+        if budget <= (sz.target() / 4).max(1) && !ds.prefix_delegation() {
+            return Vec::new();
+        }
+        let hold = self.hold(ds);
+        let pd = ds.prefix_delegation();
+        let ids: Vec<String> = ds.enis().iter().rev().map(|e| e.id.clone()).collect();
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(eni) = ds.eni(&id) else { continue };
+            if eni.excluded {
+                continue;
+            }
+            let mut picked = Vec::new();
+            for (net, size) in ds.idle_cidrs(eni, now, hold) {
+                // In secondary-IP mode a left-over prefix serves no pod: it is not part of the surplus.
+                let serves = pd || size == 1;
+                if serves && size <= budget {
+                    budget -= size;
+                    picked.push(net);
+                }
+            }
+            let removed: Vec<_> = picked
+                .into_iter()
+                .filter(|net| ds.del_cidr(&id, *net, false).is_ok())
+                .collect();
+            if !removed.is_empty() {
+                out.push(Decision {
+                    reason: format!(
+                        "adaptive: {} idle ≥ {} s beyond the target ({}): release {} from {id}",
+                        over_target.min(over_floor),
+                        hold.as_secs(),
+                        sz.why(),
+                        removed.len()
+                    ),
+                    action: Action::Release {
+                        eni: id,
+                        cidrs: removed,
+                    },
+                });
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The executor's next step after an `AssignToEni` failed (see [`super::AwsPolicy`]'s).
+    ///
+    /// - Insufficient addresses in prefix mode: /32s on the same ENI at once, for five minutes.
+    /// - Insufficient addresses otherwise, with subnet discovery: the next ENI, else a new one in
+    ///   another eligible subnet; without: a 60 s pause.
+    /// - Anything else: nothing (throttling is reported through `record_throttled`).
+    pub fn after_assign_failure(
+        &mut self,
+        ds: &Datastore,
+        tried: &[String],
+        failure: AssignFailure,
+        now: Time,
+    ) -> Option<Decision> {
+        if failure != AssignFailure::Insufficient {
+            return None;
+        }
+        let need = self
+            .last
+            .target()
+            .saturating_sub(ds.stats(now).available())
+            .max(1);
+        if self.limits.prefix_delegation && !self.fallback(now) {
+            self.fallback_until = Some(now.plus(FALLBACK));
+            let eni = tried.last()?.clone();
+            let room = self
+                .limits
+                .max_cidrs_per_eni()
+                .saturating_sub(ds.eni(&eni).map_or(0, |e| e.cidrs.len() as u32));
+            let count = need.min(room);
+            return (count > 0).then(|| Decision {
+                reason: format!(
+                    "adaptive: no free /28 block in the subnet of {eni}: {count} /32 address(es) instead, prefixes again in {} s",
+                    FALLBACK.as_secs()
+                ),
+                action: Action::AssignToEni {
+                    eni,
+                    count,
+                    kind: CidrKind::SecondaryIp,
+                },
+            });
+        }
+        if self.settings.subnet_discovery {
+            let why = format!(
+                "the subnet of {} is out of addresses (ENABLE_SUBNET_DISCOVERY)",
+                tried.last().map_or("the last ENI", String::as_str)
+            );
+            return self.grow(ds, need, tried, &why, now);
+        }
+        self.paused_until = Some(now.plus(INSUFFICIENT_PAUSE));
+        None
+    }
+
+    fn next_jitter(&mut self) -> f64 {
+        // xorshift64: deterministic, so a simulation replays the same back-offs.
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        0.5 + (self.jitter % 1000) as f64 / 1000.0
+    }
+}
+
+impl PoolPolicy for AdaptivePolicy {
+    fn cycle(&mut self, ds: &mut Datastore, node: NodeState, now: Time) -> Vec<Decision> {
+        if !self.settings.provisioning_enabled() {
+            return Vec::new();
+        }
+        // Prefix mode serves pods from fallback /32s too (after every prefix).
+        ds.set_ip_fallback(self.limits.prefix_delegation);
+        ds.prune_waiting(now, WAIT_MAX_AGE);
+        self.demand.observe(now, ds.arrivals(), self.last_cycle);
+        self.last_cycle = Some(now);
+        let mut out = drain_excluded(ds);
+        let sz = self.size(ds, now);
+        self.last = sz;
+        let need = self.need(&sz);
+        if need > 0 {
+            if self.growth_blocked(node, now).is_none() {
+                let why = format!("need {need}: {}", sz.why());
+                if let Some(d) = self.grow(ds, need, &[], &why, now) {
+                    self.last_growth = Some(now);
+                    out.push(d);
+                }
+            }
+            return out;
+        }
+        if !self.may_shrink(node, now) {
+            return out;
+        }
+        if let Some((id, free)) = self.spare_eni(ds, &sz, now)
+            && ds.remove_eni(&id, false).is_ok()
+        {
+            out.push(Decision {
+                reason: format!(
+                    "adaptive: {id} has no pods and its {free} address(es) are beyond the target: {}",
+                    sz.why()
+                ),
+                action: Action::FreeEni { eni: id },
+            });
+            return out;
+        }
+        out.extend(self.release(ds, &sz, now));
+        out
+    }
+
+    fn record_insufficient_addresses(&mut self, now: Time) {
+        if self.limits.prefix_delegation && !self.fallback(now) {
+            // The next ENI carries /32s: no pause.
+            self.fallback_until = Some(now.plus(FALLBACK));
+        } else {
+            self.paused_until = Some(now.plus(INSUFFICIENT_PAUSE));
+        }
+    }
+
+    fn record_throttled(&mut self, now: Time) {
+        self.throttle_level = (self.throttle_level + 1).min(6);
+        let base = Duration::from_secs(1u64 << self.throttle_level);
+        let wait = base.mul_f64(self.next_jitter()).min(MAX_BACKOFF);
+        self.backoff_until = Some(now.plus(wait));
+    }
+
+    fn record_delivery(&mut self, what: Delivery, took: Duration) {
+        self.throttle_level = 0;
+        let slot = match what {
+            Delivery::Assign => &mut self.assign_latency,
+            Delivery::Eni => &mut self.eni_latency,
+        };
+        *slot = Some(match *slot {
+            None => took,
+            Some(prev) => prev.mul_f64(0.7) + took.mul_f64(0.3),
+        });
+    }
+
+    fn describe(&self, ds: &Datastore, now: Time) -> String {
+        let sz = self.size(ds, now);
+        let mut s = format!("adaptive: {}", sz.why());
+        let need = self.need(&sz);
+        if need > 0 {
+            s.push_str(&format!("; needs {need}"));
+        }
+        if sz.total >= self.limits.max_pods {
+            s.push_str(&format!("; at max pods {}", self.limits.max_pods));
+        }
+        if self.settings.minimum_ip_target > 0 {
+            s.push_str(&format!(
+                "; floor MINIMUM_IP_TARGET={}",
+                self.settings.minimum_ip_target
+            ));
+        }
+        if self.fallback(now) {
+            s.push_str("; /32 fallback (no free /28 block)");
+        }
+        if self.paused_until.is_some_and(|t| now < t) {
+            s.push_str("; growth paused (subnet out of addresses)");
+        }
+        if self.backoff_until.is_some_and(|t| now < t) {
+            s.push_str("; backing off (EC2 throttling)");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+#[path = "adaptive_tests.rs"]
+mod tests;
