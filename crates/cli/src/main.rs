@@ -17,6 +17,7 @@ mod node_init_cmd;
 mod plan_cmd;
 mod probe_cmd;
 mod simulate_cmd;
+mod simulate_compare;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

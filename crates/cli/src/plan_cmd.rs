@@ -52,6 +52,10 @@ pub struct Args {
     /// AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG=true: no pod addresses on the primary ENI.
     #[arg(long)]
     custom_networking: bool,
+    /// VPC_CNI_POOL_POLICY: `aws` (upstream's warm targets, the default) or `adaptive` (sized
+    /// from observed arrivals; the plan shows where it settles once arrivals stop).
+    #[arg(long, value_name = "POLICY")]
+    policy: Option<String>,
     /// IP_COOLDOWN_PERIOD in seconds (matters when --pods goes down).
     #[arg(long, value_name = "SECONDS")]
     ip_cooldown_period: Option<u32>,
@@ -164,6 +168,7 @@ fn settings(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Settings> {
         args.warm_prefix_target.map(|v| v.to_string()),
     );
     set(env::MAX_ENI, args.max_eni.map(|v| v.to_string()));
+    set(env::POOL_POLICY, args.policy.clone());
     set(
         env::IP_COOLDOWN_PERIOD,
         args.ip_cooldown_period.map(|v| v.to_string()),
@@ -184,7 +189,10 @@ fn settings(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Settings> {
     ]
     .iter()
     .all(|k| !map.contains_key(*k));
-    if pd_from_flag && no_target {
+    let adaptive = map
+        .get(env::POOL_POLICY)
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("adaptive"));
+    if pd_from_flag && no_target && !adaptive {
         map.insert(env::WARM_PREFIX_TARGET.into(), "1".into());
         notes.push("WARM_PREFIX_TARGET=1 assumed (the shipped aws-node manifest's value)".into());
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
-use vpc_cni_ipam::Time;
+use vpc_cni_ipam::{PolicyKind, Time};
 use vpc_cni_sim::{Cluster, Report, Scenario, chart};
 
 use crate::common::{DataArgs, Output};
@@ -20,7 +20,9 @@ use crate::common::{DataArgs, Output};
 #[command(
     after_help = "Examples:\n  vpc-cni simulate examples/seed-003-prefix-burst.toml\n  \
     vpc-cni simulate examples/prefix-24-exhaustion.toml --series out.csv --chart out.svg\n  \
-    vpc-cni simulate examples/bench-1000-nodes.toml --output json"
+    vpc-cni simulate examples/bench-1000-nodes.toml --output json\n  \
+    vpc-cni simulate examples/churn-compare.toml --compare aws,adaptive --chart idle.svg\n  \
+    vpc-cni simulate examples/seed-003-prefix-burst.toml --policy adaptive"
 )]
 pub struct Args {
     /// Scenario file (TOML).
@@ -37,8 +39,23 @@ pub struct Args {
     /// Override the scenario's seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Run every node group with this pool policy (VPC_CNI_POOL_POLICY): aws or adaptive.
+    #[arg(long, value_name = "POLICY", value_parser = parse_policy, conflicts_with = "compare")]
+    policy: Option<PolicyKind>,
+    /// Run the scenario once per policy (e.g. aws,adaptive) and print them side by side. With a
+    /// `[sweep]` in the scenario, `aws` also runs every combination of the swept settings, and
+    /// the runs that beat the other policies on both idle addresses and p99 wait are named.
+    #[arg(long, value_name = "POLICY,…", value_delimiter = ',', value_parser = parse_policy)]
+    compare: Vec<PolicyKind>,
+    /// Simulations run at once when comparing (default: the CPUs).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     #[command(flatten)]
     data: DataArgs,
+}
+
+fn parse_policy(v: &str) -> Result<PolicyKind, String> {
+    PolicyKind::parse(v).map_err(|e| e.to_string())
 }
 
 /// Run the command.
@@ -51,6 +68,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sc.seed = seed;
     }
     let table = args.data.table()?;
+    if !args.compare.is_empty() {
+        let opts = crate::simulate_compare::Options {
+            policies: args.compare.clone(),
+            threads: args.threads,
+            chart: args.chart.clone(),
+            output: args.output,
+        };
+        return crate::simulate_compare::run(&sc, &table, &opts);
+    }
+    if !sc.sweep.is_empty() {
+        eprintln!(
+            "note: this scenario has a [sweep]; it is used with --compare (e.g. --compare aws,adaptive)"
+        );
+    }
+    if let Some(policy) = args.policy {
+        let v = vpc_cni_sim::compare::Variant {
+            label: policy.to_string(),
+            policy,
+            env: Default::default(),
+        };
+        sc = vpc_cni_sim::compare::apply(&sc, &v);
+    }
     let mut cluster = Cluster::new(&sc, &table)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.scenario.display()))?;
     let started = Instant::now();

@@ -332,6 +332,10 @@ impl Settings {
         m.insert(CUSTOM_NETWORK_CFG, self.custom_networking.to_string());
         m.insert(IP_COOLDOWN_PERIOD, self.ip_cooldown.as_secs().to_string());
         if self.pool_policy != PolicyKind::Aws {
+            // The adaptive policy ignores the warm targets: listing them would mislead.
+            for var in [WARM_ENI_TARGET, WARM_IP_TARGET, WARM_PREFIX_TARGET] {
+                m.remove(var);
+            }
             m.insert(POOL_POLICY, self.pool_policy.to_string());
         }
         m

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vpc_cni_cloud::{Cloud, CloudError};
-use vpc_cni_ipam::{AwsPolicy, Datastore, PoolLimits};
+use vpc_cni_ipam::{Datastore, Policy, PoolLimits};
 use vpc_cni_limits::{CniVersion, LimitsError, LimitsTable, MaxPodsOptions, max_pods};
 use vpc_cni_proto::rpc::cni_backend_server::CniBackendServer;
 use vpc_cni_proto::rpc::config_server_backend_server::ConfigServerBackendServer;
@@ -140,7 +140,7 @@ pub async fn init_with_host<C: Cloud>(
         tracing::warn!(instance_type = %t.name, "prefix delegation needs a Nitro instance; using secondary IPs");
     }
     let ds = Datastore::new(limits.prefix_delegation, cfg.settings.ip_cooldown);
-    let policy = AwsPolicy::new(cfg.settings.clone(), limits);
+    let policy = Policy::new(cfg.settings.clone(), limits);
     let shared = Arc::new(Shared {
         node: Mutex::new(Node { ds, policy }),
         checkpoint: CheckpointFile::new(cfg.checkpoint.clone()),

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vpc_cni_cloud::{Cloud, InstanceMeta};
-use vpc_cni_ipam::{AwsPolicy, Datastore, Time};
+use vpc_cni_ipam::{Datastore, Policy, Time};
 
 use crate::checkpoint::CheckpointFile;
 use crate::config::DaemonConfig;
@@ -27,7 +27,7 @@ pub struct Node {
     /// The datastore of card 0.
     pub ds: Datastore,
     /// The warm-pool policy.
-    pub policy: AwsPolicy,
+    pub policy: Policy,
 }
 
 /// Everything the gRPC handlers, the pool loop and the HTTP endpoints share.

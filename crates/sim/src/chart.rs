@@ -38,7 +38,37 @@ pub fn svg(r: &Report) -> String {
             true,
         ));
     }
-    let t_max = r.series.last().map_or(1.0, |s| s.t_s).max(1.0);
+    render(&lines, "addresses")
+}
+
+/// Idle addresses (attached, unassigned) over time of several runs of one scenario, and the
+/// pods holding an address (dashed, from the first run: the workload is the same).
+pub fn compare_svg(runs: &[(&str, &Report)]) -> String {
+    let mut lines: Vec<Line> = Vec::new();
+    for (label, r) in runs {
+        let pts = r
+            .idle_series()
+            .into_iter()
+            .map(|(t, v)| (t, f64::from(v)))
+            .collect();
+        lines.push((format!("{label} idle"), pts, false));
+    }
+    if let Some((_, r)) = runs.first() {
+        let pods = r
+            .series
+            .iter()
+            .map(|s| (s.t_s, f64::from(s.groups.iter().map(|g| g.1).sum::<u32>())))
+            .collect();
+        lines.push(("pods with an address".into(), pods, true));
+    }
+    render(&lines, "addresses")
+}
+
+fn render(lines: &[Line], y_label: &str) -> String {
+    let t_max = lines
+        .iter()
+        .flat_map(|l| l.1.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
     let y_max = lines
         .iter()
         .flat_map(|l| l.1.iter().map(|p| p.1))
@@ -87,9 +117,10 @@ pub fn svg(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "<text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">addresses</text>",
+        "<text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">{}</text>",
         H / 2.0,
-        H / 2.0
+        H / 2.0,
+        escape(y_label)
     );
     for (i, (name, pts, dashed)) in lines.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];

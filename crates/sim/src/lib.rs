@@ -4,6 +4,7 @@
 
 pub mod chart;
 pub mod cluster;
+pub mod compare;
 pub mod discovery;
 pub mod error;
 pub mod report;

@@ -128,6 +128,9 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// Failed address assignments (pods retried).
     pub no_address_attempts: u64,
+    /// Address waits of every pod of every group, pods still pending at the end counted with
+    /// their wait so far (the per-group figures count only pods that got an address).
+    pub wait: Waits,
     /// Nodes that could not be launched.
     pub node_launch_failures: Vec<String>,
     /// Group names in sample order.
@@ -142,6 +145,8 @@ pub struct Report {
 #[derive(Debug, Default)]
 pub struct Recorder {
     waits: BTreeMap<u32, Vec<u32>>,
+    /// How long pods still without an address at the end had waited.
+    pending_waits: Vec<u32>,
     samples: Vec<Sample>,
     subnet_ids: Vec<String>,
     exhausted: BTreeMap<String, Exhaustion>,
@@ -164,6 +169,11 @@ impl Recorder {
             .entry(group)
             .or_default()
             .push(waited.as_millis() as u32);
+    }
+
+    /// A pod still without an address at the end had waited `waited`.
+    pub fn pod_pending(&mut self, waited: Duration) {
+        self.pending_waits.push(waited.as_millis() as u32);
     }
 
     /// An insufficient-address error in `subnet`.
@@ -207,6 +217,14 @@ impl Recorder {
         pod_events: u64,
     ) -> Report {
         let series_groups = groups.iter().map(|g| g.name.clone()).collect();
+        let wait_all = waits(
+            self.waits
+                .values()
+                .flatten()
+                .chain(&self.pending_waits)
+                .copied()
+                .collect(),
+        );
         let groups = groups
             .into_iter()
             .enumerate()
@@ -262,6 +280,7 @@ impl Recorder {
                 .unwrap_or(0),
             errors: calls.errors.clone(),
             no_address_attempts: self.no_address,
+            wait: wait_all,
             node_launch_failures: self.node_launch_failures,
             series_groups,
             series_subnets: self.subnet_ids,
@@ -286,6 +305,17 @@ fn waits(mut ms: Vec<u32>) -> Waits {
 }
 
 impl Report {
+    /// Attached but unassigned addresses of all groups at each sample.
+    pub fn idle_series(&self) -> Vec<(f64, u32)> {
+        self.series
+            .iter()
+            .map(|s| {
+                let idle = s.groups.iter().map(|(a, b)| a.saturating_sub(*b)).sum();
+                (s.t_s, idle)
+            })
+            .collect()
+    }
+
     /// The time series as CSV: one row per sample and group/subnet column.
     pub fn series_csv(&self) -> String {
         let mut out = String::from("t_s");

@@ -87,7 +87,37 @@ pub struct Scenario {
     /// Workloads.
     #[serde(default)]
     pub workloads: Vec<WorkloadSpec>,
+    /// Upstream settings to sweep when comparing policies (`simulate --compare`): every
+    /// combination of these values is run with the `aws` policy, over every node group's env.
+    #[serde(default)]
+    pub sweep: BTreeMap<String, Vec<SweepValue>>,
 }
+
+/// One value of a swept variable: `2`, `true` or `"2"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SweepValue {
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// Text, used as written.
+    Text(String),
+}
+
+impl SweepValue {
+    /// The value as an env var value.
+    pub fn as_env(&self) -> String {
+        match self {
+            SweepValue::Int(i) => i.to_string(),
+            SweepValue::Bool(b) => b.to_string(),
+            SweepValue::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// Most combinations a sweep may ask for.
+pub const MAX_SWEEP: usize = 2_000;
 
 fn one() -> u64 {
     1
@@ -341,6 +371,30 @@ impl Scenario {
                     w.group()
                 ));
             }
+        }
+        let mut combos = 1usize;
+        for (var, values) in &self.sweep {
+            let known = vpc_cni_ipam::settings::VARIABLES.contains(&var.as_str());
+            if !known || var == vpc_cni_ipam::settings::POOL_POLICY {
+                return Err(format!(
+                    "sweep: {var:?} is not an upstream setting this simulator reads (one of {})",
+                    vpc_cni_ipam::settings::VARIABLES
+                        .iter()
+                        .filter(|v| **v != vpc_cni_ipam::settings::POOL_POLICY)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if values.is_empty() {
+                return Err(format!("sweep: {var} has no values"));
+            }
+            combos = combos.saturating_mul(values.len());
+        }
+        if combos > MAX_SWEEP {
+            return Err(format!(
+                "sweep: {combos} combinations, at most {MAX_SWEEP} (each is a whole simulation)"
+            ));
         }
         for s in &self.subnets {
             if !(0.0..=1.0).contains(&s.prefill) {

@@ -19,8 +19,9 @@ use crate::datastore::{Datastore, Eni};
 use crate::settings::Settings;
 use crate::time::Time;
 
-/// The pool loop's period: a new pod waits at most this long for the next cycle to see it.
-pub const PERIOD: Duration = Duration::from_secs(5);
+/// From a miss to the refill call: the executor runs a cycle at once when an ADD finds no
+/// address (`refill_on_miss`), so only scheduling slack and the pod's own retry remain.
+pub const REACTION: Duration = Duration::from_secs(1);
 /// Share of lead-time windows in which the warm pool covers every arrival.
 pub const CONFIDENCE: f64 = 0.99;
 /// An address idle (and a pool not grown) for this long may go back to EC2.
@@ -76,7 +77,6 @@ pub struct AdaptivePolicy {
     demand: Demand,
     assign_latency: Option<Duration>,
     eni_latency: Option<Duration>,
-    last_cycle: Option<Time>,
     last_growth: Option<Time>,
     fallback_until: Option<Time>,
     paused_until: Option<Time>,
@@ -95,7 +95,6 @@ impl AdaptivePolicy {
             demand: Demand::default(),
             assign_latency: None,
             eni_latency: None,
-            last_cycle: None,
             last_growth: None,
             fallback_until: None,
             paused_until: None,
@@ -168,16 +167,15 @@ impl AdaptivePolicy {
                 Duration::ZERO
             }
         });
-        PERIOD + delivery + backoff
+        REACTION + delivery + backoff
     }
 
     fn size(&self, ds: &Datastore, now: Time) -> Sizing {
         let lead = self.lead(ds, now);
         let rate = self.demand.rate(now);
-        let warm = poisson_quantile(rate * lead.as_secs_f64(), CONFIDENCE)
-            .max(self.demand.recent_peak(now, lead))
-            .max(self.demand.momentum(lead))
-            .max(1);
+        // Bursts beyond the quantile are served by the refill a miss triggers at once: holding a
+        // burst's worth for the next one costs more idle addresses than it saves in waits.
+        let warm = poisson_quantile(rate * lead.as_secs_f64(), CONFIDENCE).max(1);
         // Addresses cooling now but usable before a refill would land count as ready.
         let later = ds.stats(now.plus(lead));
         Sizing {
@@ -296,10 +294,10 @@ impl AdaptivePolicy {
     fn release(&self, ds: &mut Datastore, sz: &Sizing, now: Time) -> Vec<Decision> {
         let over_target = sz.ready.saturating_sub(sz.target());
         let over_floor = sz.total.saturating_sub(self.settings.minimum_ip_target);
+        // No band above the target: the hold time (no release within 60 s of growth, none of
+        // an address freed within 60 s) is what keeps the pool from oscillating.
         let mut budget = over_target.min(over_floor);
-        // Hysteresis: a surplus within a quarter of the target stays, so a pool that just
-        // shrank does not grow back on the next arrival.
-        if budget <= (sz.target() / 4).max(1) && !ds.prefix_delegation() {
+        if budget == 0 {
             return Vec::new();
         }
         let hold = self.hold(ds);
@@ -415,8 +413,7 @@ impl PoolPolicy for AdaptivePolicy {
         // Prefix mode serves pods from fallback /32s too (after every prefix).
         ds.set_ip_fallback(self.limits.prefix_delegation);
         ds.prune_waiting(now, WAIT_MAX_AGE);
-        self.demand.observe(now, ds.arrivals(), self.last_cycle);
-        self.last_cycle = Some(now);
+        self.demand.observe(now, ds.arrivals());
         let mut out = drain_excluded(ds);
         let sz = self.size(ds, now);
         self.last = sz;
@@ -476,6 +473,10 @@ impl PoolPolicy for AdaptivePolicy {
             None => took,
             Some(prev) => prev.mul_f64(0.7) + took.mul_f64(0.3),
         });
+    }
+
+    fn refill_on_miss(&self) -> bool {
+        true
     }
 
     fn describe(&self, ds: &Datastore, now: Time) -> String {

@@ -120,4 +120,8 @@ impl PoolPolicy for Policy {
             p.record_delivery(what, took);
         }
     }
+
+    fn refill_on_miss(&self) -> bool {
+        matches!(self, Policy::Adaptive(_))
+    }
 }

@@ -9,7 +9,7 @@ use crate::time::Time;
 
 /// How far back arrivals count for the long-run rate.
 pub const HORIZON: Duration = Duration::from_secs(15 * 60);
-/// The short window: the rate that reacts to a rising load, and how long a burst is remembered.
+/// The short window: the rate that reacts to a rising load.
 pub const SHORT: Duration = Duration::from_secs(2 * 60);
 
 /// Arrivals seen per pool cycle.
@@ -19,20 +19,16 @@ pub struct Demand {
     history: VecDeque<(Time, u32)>,
     last_total: Option<u64>,
     first_seen: Option<Time>,
-    last_gap: Duration,
-    last_arrivals: u32,
 }
 
 impl Demand {
     /// Record the datastore's arrival counter at a cycle; returns the arrivals since the last one.
-    pub fn observe(&mut self, now: Time, arrivals_total: u64, last_cycle: Option<Time>) -> u32 {
+    pub fn observe(&mut self, now: Time, arrivals_total: u64) -> u32 {
         let n = self
             .last_total
             .map_or(0, |t| arrivals_total.saturating_sub(t)) as u32;
         self.last_total = Some(arrivals_total);
         self.first_seen.get_or_insert(now);
-        self.last_gap = last_cycle.map_or(Duration::ZERO, |t| now.since(t));
-        self.last_arrivals = n;
         if n > 0 {
             self.history.push_back((now, n));
         }
@@ -66,35 +62,6 @@ impl Demand {
         let long = f64::from(self.sum_within(now, HORIZON)) / seen.min(HORIZON).as_secs_f64();
         let short = f64::from(self.sum_within(now, SHORT)) / SHORT.as_secs_f64();
         long.max(short)
-    }
-
-    /// The most arrivals seen within any `window` during the short window (burstiness).
-    pub fn recent_peak(&self, now: Time, window: Duration) -> u32 {
-        let recent: Vec<&(Time, u32)> = self
-            .history
-            .iter()
-            .filter(|(t, _)| now.since(*t) <= SHORT)
-            .collect();
-        let (mut best, mut sum, mut lo) = (0u32, 0u32, 0usize);
-        for hi in 0..recent.len() {
-            sum += recent[hi].1;
-            while recent[hi].0.since(recent[lo].0) > window {
-                sum -= recent[lo].1;
-                lo += 1;
-            }
-            best = best.max(sum);
-        }
-        best
-    }
-
-    /// Arrivals in the last cycle scaled to `lead` (a ramp in progress continues), when that
-    /// cycle was recent.
-    pub fn momentum(&self, lead: Duration) -> u32 {
-        if self.last_arrivals == 0 || self.last_gap.is_zero() || self.last_gap > SHORT {
-            return 0;
-        }
-        let per_s = f64::from(self.last_arrivals) / self.last_gap.as_secs_f64();
-        (per_s * lead.as_secs_f64()).ceil() as u32
     }
 }
 
@@ -152,40 +119,21 @@ mod tests {
     fn rate_follows_a_rise_fast_and_a_fall_slowly() {
         let mut d = Demand::default();
         let mut total = 0u64;
-        let mut last = None;
         let mut t = Time::ZERO;
         // 1 pod per 5 s for 10 minutes.
         for _ in 0..120 {
             t = t.plus(Duration::from_secs(5));
             total += 1;
-            d.observe(t, total, last);
-            last = Some(t);
+            d.observe(t, total);
         }
         assert!((d.rate(t) - 0.2).abs() < 0.02, "{}", d.rate(t));
         // Silence for 5 minutes: the long window still remembers.
         t = t.plus(Duration::from_secs(300));
-        d.observe(t, total, last);
+        d.observe(t, total);
         assert!(d.rate(t) > 0.05 && d.rate(t) < 0.2, "{}", d.rate(t));
         // After the horizon, nothing.
         t = t.plus(HORIZON);
-        d.observe(t, total, Some(t));
+        d.observe(t, total);
         assert_eq!(d.rate(t), 0.0);
-    }
-
-    #[test]
-    fn recent_peak_and_momentum() {
-        let mut d = Demand::default();
-        let t0 = Time::ZERO.plus(Duration::from_secs(10));
-        d.observe(t0, 0, None);
-        let t1 = t0.plus(Duration::from_secs(5));
-        d.observe(t1, 12, Some(t0));
-        let t2 = t1.plus(Duration::from_secs(5));
-        d.observe(t2, 15, Some(t1));
-        assert_eq!(d.recent_peak(t2, Duration::from_secs(6)), 15);
-        assert_eq!(d.recent_peak(t2, Duration::from_secs(1)), 12);
-        // 3 in the last 5 s → 6 over 10 s.
-        assert_eq!(d.momentum(Duration::from_secs(10)), 6);
-        let later = t2.plus(SHORT).plus(Duration::from_secs(1));
-        assert_eq!(d.recent_peak(later, Duration::from_secs(6)), 0);
     }
 }

@@ -10,7 +10,7 @@
 //! next step. A failed `AllocateEni` with insufficient addresses is reported with
 //! [`PoolPolicy::record_insufficient_addresses`] (the 120 s growth pause).
 
-mod adaptive;
+pub mod adaptive;
 mod any;
 mod aws;
 mod common;
@@ -130,4 +130,10 @@ pub trait PoolPolicy {
 
     /// A growth call completed after `took` (the `aws` policy ignores it, as upstream).
     fn record_delivery(&mut self, _what: Delivery, _took: Duration) {}
+
+    /// Whether an ADD that found no address should run a pool cycle at once rather than wait
+    /// for the next period (upstream waits: `false` for `aws`).
+    fn refill_on_miss(&self) -> bool {
+        false
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use vpc_cni_ipam::policy::PoolPolicy;
-use vpc_cni_ipam::{Action, AssignFailure, CidrKind, EniSpec, NodeState, Time};
+use vpc_cni_ipam::{Action, AssignFailure, CidrKind, Delivery, EniSpec, NodeState, Time};
 
 use super::{CYCLE, Cluster, Event};
 use crate::discovery::candidates;
@@ -18,6 +18,9 @@ use crate::error::Ec2ErrorCode;
 
 /// Addresses (and maybe a new ENI) that reach the datastore when an action completes.
 pub(super) struct Completion {
+    /// When the call was made and what it was, for the policy's delivery-time measure.
+    started: Time,
+    what: Delivery,
     new_eni: Option<EniSpec>,
     eni: String,
     ips: Vec<Ipv4Addr>,
@@ -76,6 +79,8 @@ impl Cluster {
         if !node.alive {
             return;
         }
+        let took = self.now.since(c.started);
+        node.policy.record_delivery(c.what, took);
         if let Some(spec) = c.new_eni {
             node.ds
                 .add_eni(spec, self.now)
@@ -137,6 +142,8 @@ impl Cluster {
                     .now
                     .plus(Duration::from_millis(self.vpc.latency.assign_ms));
                 let c = Completion {
+                    started: self.now,
+                    what: Delivery::Assign,
                     new_eni: None,
                     eni: eni.to_string(),
                     ips,
@@ -149,6 +156,8 @@ impl Cluster {
         if e.code == Ec2ErrorCode::PrivateIpAddressLimitExceeded {
             if let Some(found) = self.vpc.eni(eni) {
                 let c = Completion {
+                    started: self.now,
+                    what: Delivery::Assign,
                     new_eni: None,
                     eni: eni.to_string(),
                     ips: found.secondary_ips.clone(),
@@ -157,6 +166,9 @@ impl Cluster {
                 self.complete(n, self.now, c);
             }
             return;
+        }
+        if e.code == Ec2ErrorCode::RequestLimitExceeded {
+            self.nodes[n as usize].policy.record_throttled(self.now);
         }
         let failure = if e.code.is_insufficient_addresses() {
             if let Some(subnet) = self.vpc.eni(eni).map(|x| x.subnet_id.clone()) {
@@ -225,7 +237,12 @@ impl Cluster {
                     self.rec.subnet_exhausted(&subnet, self.now, &e);
                     exhausted = true;
                 }
-                Err(_) => return,
+                Err(e) => {
+                    if e.code == Ec2ErrorCode::RequestLimitExceeded {
+                        self.nodes[n as usize].policy.record_throttled(self.now);
+                    }
+                    return;
+                }
             }
         }
         let Some((eni, subnet)) = created else {
@@ -258,6 +275,8 @@ impl Cluster {
             ..EniSpec::default()
         };
         let c = Completion {
+            started: self.now,
+            what: Delivery::Eni,
             new_eni: Some(spec),
             eni,
             ips: e.secondary_ips.clone(),

@@ -9,7 +9,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
-use vpc_cni_ipam::{AwsPolicy, Datastore, EniSpec, IpamKey, PoolLimits, Settings, Time};
+use vpc_cni_ipam::policy::PoolPolicy;
+use vpc_cni_ipam::{Datastore, EniSpec, IpamKey, Policy, PoolLimits, Settings, Time};
 use vpc_cni_limits::{CniVersion, InstanceType, LimitsTable, MaxPodsOptions, max_pods};
 
 use crate::report::{Recorder, Report};
@@ -63,7 +64,7 @@ struct Node {
     group: u32,
     instance_id: String,
     ds: Datastore,
-    policy: AwsPolicy,
+    policy: Policy,
     alive: bool,
     pods: u32,
     cycle_scheduled: bool,
@@ -311,7 +312,7 @@ impl Cluster {
             group: gi,
             instance_id,
             ds,
-            policy: AwsPolicy::new(g.settings.clone(), g.limits),
+            policy: Policy::new(g.settings.clone(), g.limits),
             alive: true,
             pods: 0,
             cycle_scheduled: true,
@@ -439,6 +440,12 @@ impl Cluster {
             Err(_) => {
                 self.rec.no_address += 1;
                 self.push(self.now.plus(self.pod_retry), Event::PodTry(p));
+                // A policy that refills on a miss gets a cycle now, not at the next period.
+                let node = &mut self.nodes[n as usize];
+                if node.alive && node.inflight.is_none() && node.policy.refill_on_miss() {
+                    node.cycle_scheduled = true;
+                    self.push(self.now, Event::NodeCycle(n));
+                }
             }
         }
     }
@@ -486,6 +493,7 @@ impl Cluster {
             .collect();
         for p in self.pods.iter().filter(|p| !p.deleted && !p.running) {
             groups[p.group as usize].pending += 1;
+            self.rec.pod_pending(self.now.since(p.created));
         }
         let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for g in &self.groups {
