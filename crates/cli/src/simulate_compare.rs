@@ -118,7 +118,7 @@ pub fn run(sc: &Scenario, table: &LimitsTable, opts: &Options) -> anyhow::Result
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Output::Table => print(name, &runs, &skipped, &beaten_by, started),
+        Output::Table => print(name, &sc.sweep, &runs, &skipped, &beaten_by, started),
     }
     Ok(())
 }
@@ -140,6 +140,7 @@ fn calls(s: &Summary) -> String {
 
 fn print(
     name: &str,
+    sweep: &BTreeMap<String, Vec<vpc_cni_sim::scenario::SweepValue>>,
     runs: &[(&Summary, &Report)],
     skipped: &[&str],
     beaten_by: &BTreeMap<String, Vec<&str>>,
@@ -150,20 +151,38 @@ fn print(
         runs.len(),
         started.elapsed().as_secs_f64()
     );
+    // Swept settings get a column each, named by their variable, so rows stay short.
+    let swept: Vec<&String> = sweep.keys().collect();
+    let mut header: Vec<String> = vec!["Policy".into()];
+    header.extend(swept.iter().map(|k| k.to_string()));
     let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED).set_header(vec![
-        "Run",
-        "Idle mean",
-        "Idle peak",
-        "Wait p50/p99/max (s)",
-        "Pending",
-        "EC2 calls",
-        "Throttled",
-        "Subnet low-water",
-    ]);
+    t.load_style(UTF8_FULL_CONDENSED).set_header(
+        header.into_iter().chain(
+            [
+                "Idle mean",
+                "Idle peak",
+                "Wait p50/p99/max (s)",
+                "Pending",
+                "EC2 calls",
+                "Throttled",
+                "Subnet low-water",
+            ]
+            .map(String::from),
+        ),
+    );
     for (s, _) in runs {
-        t.add_row(vec![
-            s.label.clone(),
+        let policy = if s.label == AS_WRITTEN {
+            AS_WRITTEN.to_string()
+        } else {
+            s.policy.to_string()
+        };
+        let mut row = vec![policy];
+        row.extend(
+            swept
+                .iter()
+                .map(|k| s.env.get(*k).cloned().unwrap_or_default()),
+        );
+        t.add_row(row.into_iter().chain([
             format!("{:.1}", s.idle_mean),
             s.idle_peak.to_string(),
             format!(
@@ -174,7 +193,7 @@ fn print(
             calls(s),
             s.throttled.to_string(),
             s.subnet_low_water.to_string(),
-        ]);
+        ]));
     }
     println!("{t}");
     for e in skipped {

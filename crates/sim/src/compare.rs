@@ -82,6 +82,8 @@ pub struct Summary {
     pub label: String,
     /// The policy.
     pub policy: PolicyKind,
+    /// The env the run set in every node group (swept settings).
+    pub env: BTreeMap<String, String>,
     /// Attached but unassigned addresses, all groups, mean over the samples.
     pub idle_mean: f64,
     /// The same, the highest sample.
@@ -102,7 +104,7 @@ pub struct Summary {
 
 impl Summary {
     /// Summarise a report.
-    pub fn of(label: &str, policy: PolicyKind, r: &Report) -> Self {
+    pub fn of(v: &Variant, r: &Report) -> Self {
         let idle = r.idle_series();
         let idle_mean = if idle.is_empty() {
             0.0
@@ -110,8 +112,9 @@ impl Summary {
             idle.iter().map(|(_, v)| f64::from(*v)).sum::<f64>() / idle.len() as f64
         };
         Summary {
-            label: label.to_string(),
-            policy,
+            label: v.label.clone(),
+            policy: v.policy,
+            env: v.env.clone(),
             idle_mean,
             idle_peak: idle.iter().map(|(_, v)| *v).max().unwrap_or(0),
             wait: r.wait.clone(),
@@ -160,7 +163,7 @@ pub fn run_all(
                     let out = Cluster::new(&apply(sc, v), table)
                         .map(|c| {
                             let r = c.run();
-                            (Summary::of(&v.label, v.policy, &r), r)
+                            (Summary::of(v, &r), r)
                         })
                         .map_err(|e| format!("{}: {e}", v.label));
                     done(i, &out);

@@ -30,6 +30,11 @@ pub const HOLD: Duration = Duration::from_secs(60);
 pub const FALLBACK: Duration = Duration::from_secs(300);
 /// Growth pause when the subnet has no address at all (no /32 either).
 pub const INSUFFICIENT_PAUSE: Duration = Duration::from_secs(60);
+/// A secondary ENI goes back only if the others could have held the peak of this long: an ENI
+/// costs one subnet address when empty, and making it again costs five EC2 calls.
+pub const ENI_MEMORY: Duration = Duration::from_secs(3600);
+/// Arrivals expected within this window set the band between growing and shrinking.
+pub const REUSE: Duration = Duration::from_secs(120);
 /// A pod refused an address counts as waiting for at most this long.
 pub const WAIT_MAX_AGE: Duration = Duration::from_secs(600);
 /// Longest throttling back-off.
@@ -44,6 +49,9 @@ struct Sizing {
     lead: Duration,
     warm: u32,
     waiting: u32,
+    /// Arrivals expected within [`REUSE`]: the width of the band the pool may float in, so a
+    /// freed address likely to be reused soon is not returned and asked for again.
+    band: u32,
     ready: u32,
     total: u32,
     assigned: u32,
@@ -55,13 +63,24 @@ impl Sizing {
         self.warm + self.waiting
     }
 
+    /// Where growth fills to and shrinking stops: the target plus half the reuse band.
+    fn middle(&self) -> u32 {
+        self.target() + self.band.div_ceil(2)
+    }
+
+    /// Above this the pool shrinks.
+    fn high(&self) -> u32 {
+        self.target() + self.band
+    }
+
     fn why(&self) -> String {
         format!(
-            "warm {} (99% of arrivals at {:.1} pods/min over a {:.1} s lead) + {} waiting, {} ready, {} of {} assigned",
+            "warm {} (99% of arrivals at {:.1} pods/min over a {:.1} s lead) + {} waiting, band {}, {} ready, {} of {} assigned",
             self.warm,
             self.rate_per_min,
             self.lead.as_secs_f64(),
             self.waiting,
+            self.band,
             self.ready,
             self.assigned,
             self.total
@@ -75,6 +94,9 @@ pub struct AdaptivePolicy {
     settings: Settings,
     limits: PoolLimits,
     demand: Demand,
+    /// (cycle time, addresses assigned) over [`ENI_MEMORY`], a falling sequence (only a later
+    /// maximum matters), for the recent peak.
+    usage: std::collections::VecDeque<(Time, u32)>,
     assign_latency: Option<Duration>,
     eni_latency: Option<Duration>,
     last_growth: Option<Time>,
@@ -93,6 +115,7 @@ impl AdaptivePolicy {
             settings,
             limits,
             demand: Demand::default(),
+            usage: std::collections::VecDeque::new(),
             assign_latency: None,
             eni_latency: None,
             last_growth: None,
@@ -183,6 +206,7 @@ impl AdaptivePolicy {
             lead,
             warm,
             waiting: ds.waiting(),
+            band: (rate * REUSE.as_secs_f64()).ceil() as u32,
             ready: later.available() - later.cooldown_ips,
             total: later.total_ips,
             assigned: later.assigned_ips,
@@ -197,10 +221,13 @@ impl AdaptivePolicy {
     /// Addresses to add now (0 when the pool covers the target and the floor).
     fn need(&self, sz: &Sizing) -> u32 {
         let floor = self.settings.minimum_ip_target.saturating_sub(sz.total);
-        sz.target()
-            .saturating_sub(sz.ready)
-            .max(floor)
-            .min(self.room_for_pods(sz))
+        // Below the target: fill to the middle of the band in one call.
+        let short = if sz.ready < sz.target() {
+            sz.middle() - sz.ready
+        } else {
+            0
+        };
+        short.max(floor).min(self.room_for_pods(sz))
     }
 
     fn growth_blocked(&self, node: NodeState, now: Time) -> Option<&'static str> {
@@ -219,7 +246,8 @@ impl AdaptivePolicy {
         None
     }
 
-    /// Ask for `need` addresses: the lowest ENI with room (not in `skip`), else a new ENI.
+    /// Ask for `need` addresses: the lowest ENI with room (not in `skip`), else a new ENI when
+    /// `eni_ok`.
     fn grow(
         &self,
         ds: &Datastore,
@@ -227,6 +255,7 @@ impl AdaptivePolicy {
         skip: &[String],
         why: &str,
         now: Time,
+        eni_ok: bool,
     ) -> Option<Decision> {
         if need == 0 {
             return None;
@@ -249,7 +278,7 @@ impl AdaptivePolicy {
                 },
             });
         }
-        if !has_room_for_eni(&self.settings, &self.limits, ds) {
+        if !eni_ok || !has_room_for_eni(&self.settings, &self.limits, ds) {
             return None;
         }
         let count = units.min(max_cidrs);
@@ -257,6 +286,26 @@ impl AdaptivePolicy {
             reason: format!("adaptive: {why}; every ENI is full: new ENI with {count}"),
             action: Action::AllocateEni { count, kind },
         })
+    }
+
+    /// Most addresses assigned at once within [`ENI_MEMORY`].
+    fn recent_peak(&self) -> u32 {
+        self.usage.iter().map(|(_, n)| *n).max().unwrap_or(0)
+    }
+
+    fn record_usage(&mut self, now: Time, assigned: u32) {
+        while self
+            .usage
+            .front()
+            .is_some_and(|(t, _)| now.since(*t) > ENI_MEMORY)
+        {
+            self.usage.pop_front();
+        }
+        // Only a new maximum of the tail matters for the peak: drop samples it covers.
+        while self.usage.back().is_some_and(|(_, n)| *n <= assigned) {
+            self.usage.pop_back();
+        }
+        self.usage.push_back((now, assigned));
     }
 
     /// Whether the pool may give addresses back now (no growth within the hold time).
@@ -284,18 +333,25 @@ impl AdaptivePolicy {
                 return None;
             }
             let free = ds.eni_stats(eni).total_ips;
-            let keeps = sz.ready.saturating_sub(free) >= sz.target()
-                && sz.total.saturating_sub(free) >= self.settings.minimum_ip_target;
+            // The other ENIs must be able to hold the recent peak again: an ENI freed at a
+            // trough and made again at the next peak is two calls that undo each other.
+            let others = (ds.enis().len() as u32 - 1) * self.limits.max_ips_per_eni;
+            let keeps = sz.ready.saturating_sub(free) >= sz.middle()
+                && sz.total.saturating_sub(free) >= self.settings.minimum_ip_target
+                && others >= self.recent_peak() + sz.middle();
             keeps.then(|| (eni.id.clone(), free))
         })
     }
 
     /// Release idle CIDRs beyond the target and the floor, highest ENI and address first.
     fn release(&self, ds: &mut Datastore, sz: &Sizing, now: Time) -> Vec<Decision> {
-        let over_target = sz.ready.saturating_sub(sz.target());
+        // Above the band, back to its middle; the hold time (no release within 60 s of growth,
+        // none of an address freed within 60 s) keeps the pool from oscillating.
+        if sz.ready <= sz.high() {
+            return Vec::new();
+        }
+        let over_target = sz.ready - sz.middle();
         let over_floor = sz.total.saturating_sub(self.settings.minimum_ip_target);
-        // No band above the target: the hold time (no release within 60 s of growth, none of
-        // an address freed within 60 s) is what keeps the pool from oscillating.
         let mut budget = over_target.min(over_floor);
         if budget == 0 {
             return Vec::new();
@@ -390,7 +446,7 @@ impl AdaptivePolicy {
                 "the subnet of {} is out of addresses (ENABLE_SUBNET_DISCOVERY)",
                 tried.last().map_or("the last ENI", String::as_str)
             );
-            return self.grow(ds, need, tried, &why, now);
+            return self.grow(ds, need, tried, &why, now, true);
         }
         self.paused_until = Some(now.plus(INSUFFICIENT_PAUSE));
         None
@@ -417,11 +473,16 @@ impl PoolPolicy for AdaptivePolicy {
         let mut out = drain_excluded(ds);
         let sz = self.size(ds, now);
         self.last = sz;
+        self.record_usage(now, sz.assigned);
         let need = self.need(&sz);
         if need > 0 {
             if self.growth_blocked(node, now).is_none() {
                 let why = format!("need {need}: {}", sz.why());
-                if let Some(d) = self.grow(ds, need, &[], &why, now) {
+                // A new ENI (five calls) only when the addresses cooling now would not cover
+                // the target either: those come back within the cooldown.
+                let eni_ok = sz.total - sz.assigned < sz.target()
+                    || sz.total < self.settings.minimum_ip_target;
+                if let Some(d) = self.grow(ds, need, &[], &why, now, eni_ok) {
                     self.last_growth = Some(now);
                     out.push(d);
                 }
