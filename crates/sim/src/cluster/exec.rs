@@ -52,14 +52,6 @@ impl Cluster {
             .cycle(&mut node.ds, NodeState::default(), self.now);
         let acted = !decisions.is_empty() || worked;
         for d in decisions {
-            if std::env::var_os("TRACE_TMP").is_some() {
-                eprintln!(
-                    "{} n{n} {:?} {}",
-                    self.now.as_millis() / 1000,
-                    d.action,
-                    d.reason
-                );
-            }
             self.execute(n, d.action);
         }
         let node = &mut self.nodes[n as usize];
