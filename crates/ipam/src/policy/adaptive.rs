@@ -35,10 +35,13 @@ pub const INSUFFICIENT_PAUSE: Duration = Duration::from_secs(60);
 pub const ENI_MEMORY: Duration = Duration::from_secs(3600);
 /// Arrivals expected within this window set the band between growing and shrinking.
 pub const REUSE: Duration = Duration::from_secs(120);
+/// A new node expects pods (it was most likely launched for pending ones): for this long after
+/// the policy starts, the ENIs already attached are kept filled (no ENI is made for it).
+pub const BOOT: Duration = Duration::from_secs(300);
 /// A pod refused an address counts as waiting for at most this long.
 pub const WAIT_MAX_AGE: Duration = Duration::from_secs(600);
 /// Longest throttling back-off.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(16);
 const FIRST_ASSIGN_GUESS: Duration = Duration::from_secs(1);
 const FIRST_ENI_GUESS: Duration = Duration::from_secs(8);
 
@@ -100,6 +103,7 @@ pub struct AdaptivePolicy {
     assign_latency: Option<Duration>,
     eni_latency: Option<Duration>,
     last_growth: Option<Time>,
+    started: Option<Time>,
     fallback_until: Option<Time>,
     paused_until: Option<Time>,
     backoff_until: Option<Time>,
@@ -119,6 +123,7 @@ impl AdaptivePolicy {
             assign_latency: None,
             eni_latency: None,
             last_growth: None,
+            started: None,
             fallback_until: None,
             paused_until: None,
             backoff_until: None,
@@ -261,7 +266,11 @@ impl AdaptivePolicy {
             return None;
         }
         let kind = self.kind(now);
-        let units = need.div_ceil(Self::unit(kind));
+        let mut units = need.div_ceil(Self::unit(kind));
+        // Under throttling every call is scarce: a call fills what it touches.
+        if self.throttle_level > 0 {
+            units = units.max(self.limits.max_cidrs_per_eni());
+        }
         let max_cidrs = self.limits.max_cidrs_per_eni();
         if let Some(eni) = self.allocatable(ds, skip) {
             let room = max_cidrs - eni.cidrs.len() as u32;
@@ -308,11 +317,31 @@ impl AdaptivePolicy {
         self.usage.push_back((now, assigned));
     }
 
-    /// Whether the pool may give addresses back now (no growth within the hold time).
+    fn booting(&self, now: Time) -> bool {
+        self.started.is_some_and(|t| now.since(t) < BOOT)
+    }
+
+    /// Addresses to add on attached ENIs while booting: up to one ENI's worth available.
+    fn boot_need(&self, sz: &Sizing, now: Time) -> u32 {
+        if !self.booting(now) {
+            return 0;
+        }
+        // Prefix mode: the one prefix the target already asks for is the boot pool.
+        let want = if self.limits.prefix_delegation {
+            0
+        } else {
+            self.limits.max_ips_per_eni
+        };
+        want.saturating_sub(sz.total - sz.assigned)
+            .min(self.room_for_pods(sz))
+    }
+
+    /// Whether the pool may give addresses back now (not booting, no growth within the hold
+    /// time).
     fn may_shrink(&self, node: NodeState, now: Time) -> bool {
         let free_ok =
             !node.terminating && (!node.unschedulable || self.settings.manage_enis_non_schedulable);
-        free_ok && self.last_growth.is_none_or(|t| now.since(t) >= HOLD)
+        free_ok && !self.booting(now) && self.last_growth.is_none_or(|t| now.since(t) >= HOLD)
     }
 
     fn hold(&self, ds: &Datastore) -> Duration {
@@ -470,19 +499,30 @@ impl PoolPolicy for AdaptivePolicy {
         ds.set_ip_fallback(self.limits.prefix_delegation);
         ds.prune_waiting(now, WAIT_MAX_AGE);
         self.demand.observe(now, ds.arrivals());
+        self.started.get_or_insert(now);
         let mut out = drain_excluded(ds);
         let sz = self.size(ds, now);
         self.last = sz;
         self.record_usage(now, sz.assigned);
         let need = self.need(&sz);
-        if need > 0 {
+        let boot = self.boot_need(&sz, now);
+        if need > 0 || boot > 0 {
             if self.growth_blocked(node, now).is_none() {
-                let why = format!("need {need}: {}", sz.why());
-                // A new ENI (five calls) only when the addresses cooling now would not cover
-                // the target either: those come back within the cooldown.
-                let eni_ok = sz.total - sz.assigned < sz.target()
-                    || sz.total < self.settings.minimum_ip_target;
-                if let Some(d) = self.grow(ds, need, &[], &why, now, eni_ok) {
+                // A new ENI (five calls) only for real need, and only when the addresses
+                // cooling now would not cover the target either: those come back within the
+                // cooldown. Booting fills the ENIs there are, in the same call.
+                let eni_ok = need > 0
+                    && (sz.total - sz.assigned < sz.target()
+                        || sz.total < self.settings.minimum_ip_target);
+                let why = if boot > need {
+                    format!(
+                        "a node starting expects pods: one ENI's worth ready for its first {} s ({boot} more)",
+                        BOOT.as_secs()
+                    )
+                } else {
+                    format!("need {need}: {}", sz.why())
+                };
+                if let Some(d) = self.grow(ds, need.max(boot), &[], &why, now, eni_ok) {
                     self.last_growth = Some(now);
                     out.push(d);
                 }

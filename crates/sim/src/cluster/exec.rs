@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use vpc_cni_ipam::policy::PoolPolicy;
-use vpc_cni_ipam::{Action, AssignFailure, CidrKind, Delivery, EniSpec, NodeState, Time};
+use vpc_cni_ipam::{
+    Action, AssignFailure, CidrKind, Delivery, EniSpec, NodeState, PolicyKind, Time,
+};
 
 use super::{CYCLE, Cluster, Event};
 use crate::discovery::candidates;
@@ -128,8 +130,12 @@ impl Cluster {
         let mut r = self
             .vpc
             .assign_private_ip_addresses(eni, ips, pfx, self.now);
+        // Upstream asks again for one after any other error; the adaptive policy does not
+        // after throttling (a second call into an empty bucket only deepens it).
+        let adaptive = self.nodes[n as usize].policy.kind() == PolicyKind::Adaptive;
         if let Err(e) = &r
             && e.code != Ec2ErrorCode::PrivateIpAddressLimitExceeded
+            && !(adaptive && e.code == Ec2ErrorCode::RequestLimitExceeded)
         {
             let (ips, pfx) = split(1, kind);
             r = self
@@ -209,8 +215,14 @@ impl Cluster {
 
     fn allocate(&mut self, n: u32, count: u32, kind: CidrKind) {
         let inst = self.nodes[n as usize].instance_id.clone();
-        let Ok(device) = self.vpc.free_device_index(&inst, self.now) else {
-            return;
+        let device = match self.vpc.free_device_index(&inst, self.now) {
+            Ok(d) => d,
+            Err(e) => {
+                if e.code == Ec2ErrorCode::RequestLimitExceeded {
+                    self.nodes[n as usize].policy.record_throttled(self.now);
+                }
+                return;
+            }
         };
         let (ips, pfx) = split(count, kind);
         let tags = BTreeMap::from([(

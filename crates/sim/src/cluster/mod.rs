@@ -71,6 +71,8 @@ struct Node {
     idle: Duration,
     inflight: Option<exec::Completion>,
     cleanup: Vec<Cleanup>,
+    /// Last cycle run because an ADD found no address.
+    kicked_at: Option<Time>,
 }
 
 struct Pod {
@@ -319,6 +321,7 @@ impl Cluster {
             idle: Duration::ZERO,
             inflight: None,
             cleanup: Vec::new(),
+            kicked_at: None,
         });
         let g = &mut self.groups[gi as usize];
         g.load.insert((0, id));
@@ -441,8 +444,13 @@ impl Cluster {
                 self.rec.no_address += 1;
                 self.push(self.now.plus(self.pod_retry), Event::PodTry(p));
                 // A policy that refills on a miss gets a cycle now, not at the next period.
+                // At most one such cycle a second: every waiting pod's retry is a miss.
                 let node = &mut self.nodes[n as usize];
-                if node.alive && node.inflight.is_none() && node.policy.refill_on_miss() {
+                let due = node
+                    .kicked_at
+                    .is_none_or(|t| self.now.since(t) >= Duration::from_secs(1));
+                if node.alive && node.inflight.is_none() && due && node.policy.refill_on_miss() {
+                    node.kicked_at = Some(self.now);
                     node.cycle_scheduled = true;
                     self.push(self.now, Event::NodeCycle(n));
                 }
