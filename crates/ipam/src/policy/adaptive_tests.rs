@@ -54,7 +54,10 @@ fn node(
         ds.assign(&key(p), PodMetadata::default(), Time::ZERO)
             .unwrap();
     }
-    (ds, AdaptivePolicy::new(settings, limits))
+    let mut p = AdaptivePolicy::new(settings, limits);
+    // A node running for a while: past its boot fill.
+    p.started = Some(Time::ZERO);
+    (ds, p)
 }
 
 fn at(s: u64) -> Time {
@@ -143,6 +146,29 @@ fn assign(eni: &str, count: u32, kind: CidrKind) -> Action {
         eni: eni.into(),
         count,
         kind,
+    }
+}
+
+#[test]
+fn a_starting_node_fills_its_primary_eni_in_one_call_and_keeps_it() {
+    let (mut ds, mut p) = node(adaptive(|_| {}), &[0], 0, 29);
+    p.started = None;
+    let d = p.cycle(&mut ds, NodeState::default(), at(10));
+    assert_eq!(
+        d[0].action,
+        assign("eni-0", 9, CidrKind::SecondaryIp),
+        "{}",
+        d[0].reason
+    );
+    assert!(d[0].reason.contains("starting"), "{}", d[0].reason);
+    // Booting never shrinks: a full primary with no pods keeps its addresses.
+    let (mut ds, mut p) = node(adaptive(|_| {}), &[9], 0, 29);
+    p.started = None;
+    for t in (10..300).step_by(5) {
+        assert!(
+            p.cycle(&mut ds, NodeState::default(), at(t)).is_empty(),
+            "t={t}"
+        );
     }
 }
 
@@ -275,7 +301,7 @@ fn throttling_backs_off_growth_and_a_delivery_resets_it() {
 #[test]
 fn the_warm_pool_follows_the_arrival_rate() {
     let no_cooldown = adaptive(|s| s.ip_cooldown = Duration::ZERO);
-    let (mut ds, mut p) = node(no_cooldown, &[9, 9], 0, 29);
+    let (mut ds, mut p) = node(no_cooldown, &[5, 5], 0, 29);
     // 2 pods per 5 s for two minutes, each gone within the cycle (churn).
     let mut k = 0;
     let mut warm = 0;
