@@ -35,6 +35,8 @@ pub const INSUFFICIENT_PAUSE: Duration = Duration::from_secs(60);
 pub const ENI_MEMORY: Duration = Duration::from_secs(3600);
 /// Arrivals expected within this window set the band between growing and shrinking.
 pub const REUSE: Duration = Duration::from_secs(120);
+/// Releases are batched: at most one round of `UnassignPrivateIpAddresses` this often.
+pub const RELEASE_EVERY: Duration = Duration::from_secs(120);
 /// A new node expects pods (it was most likely launched for pending ones): for this long after
 /// the policy starts, the ENIs already attached are kept filled (no ENI is made for it).
 pub const BOOT: Duration = Duration::from_secs(300);
@@ -103,6 +105,7 @@ pub struct AdaptivePolicy {
     assign_latency: Option<Duration>,
     eni_latency: Option<Duration>,
     last_growth: Option<Time>,
+    last_release: Option<Time>,
     started: Option<Time>,
     fallback_until: Option<Time>,
     paused_until: Option<Time>,
@@ -123,6 +126,7 @@ impl AdaptivePolicy {
             assign_latency: None,
             eni_latency: None,
             last_growth: None,
+            last_release: None,
             started: None,
             fallback_until: None,
             paused_until: None,
@@ -544,7 +548,16 @@ impl PoolPolicy for AdaptivePolicy {
             });
             return out;
         }
-        out.extend(self.release(ds, &sz, now));
+        if self
+            .last_release
+            .is_none_or(|t| now.since(t) >= RELEASE_EVERY)
+        {
+            let released = self.release(ds, &sz, now);
+            if !released.is_empty() {
+                self.last_release = Some(now);
+            }
+            out.extend(released);
+        }
         out
     }
 

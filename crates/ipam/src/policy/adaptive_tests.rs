@@ -206,10 +206,15 @@ fn idle_addresses_go_back_after_the_hold_but_not_cooling_or_assigned_ones() {
     }
     let stats = ds.stats(at(600));
     assert_eq!((stats.total_ips, stats.assigned_ips), (4, 2));
-    // Steady pods: nothing more until the held address is idle long enough, then it goes
-    // too and the pool stays put.
-    assert!(p.cycle(&mut ds, NodeState::default(), at(605)).is_empty());
-    let later = p.cycle(&mut ds, NodeState::default(), at(660));
+    // Steady pods: nothing more until the held address is idle long enough and the next
+    // release round is due (120 s after the last), then it goes too and the pool stays put.
+    for t in (605..720).step_by(5) {
+        assert!(
+            p.cycle(&mut ds, NodeState::default(), at(t)).is_empty(),
+            "t={t}"
+        );
+    }
+    let later = p.cycle(&mut ds, NodeState::default(), at(720));
     assert!(
         matches!(
             later[..],
@@ -220,7 +225,7 @@ fn idle_addresses_go_back_after_the_hold_but_not_cooling_or_assigned_ones() {
         ),
         "{later:?}"
     );
-    for t in (665..2000).step_by(5) {
+    for t in (725..2000).step_by(5) {
         assert!(
             p.cycle(&mut ds, NodeState::default(), at(t)).is_empty(),
             "t={t}"
