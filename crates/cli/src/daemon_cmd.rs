@@ -75,8 +75,8 @@ pub struct Args {
     /// --host-network`), never on your own machine's namespace.
     #[arg(long)]
     host_network: bool,
-    /// Pool-loop period in milliseconds (upstream: 5000).
-    #[arg(long, default_value_t = 5000, hide = true)]
+    /// Pool-loop period in milliseconds (upstream: 5000); the last one given wins.
+    #[arg(long, default_value_t = 5000, hide = true, overrides_with = "cycle_ms")]
     cycle_ms: u64,
     /// Period of the reconciliation with IMDS in milliseconds (upstream: 60000).
     #[arg(long, default_value_t = 60_000, hide = true)]

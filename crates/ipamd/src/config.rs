@@ -175,6 +175,7 @@ pub const IPAMD_ENV: &[&str] = &[
     "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG",
     "AWS_MANAGE_ENIS_NON_SCHEDULABLE",
     "ENABLE_SUBNET_DISCOVERY",
+    "VPC_CNI_POOL_POLICY",
 ];
 /// Network variables shown by introspection.
 pub const NETWORK_ENV: &[&str] = &[

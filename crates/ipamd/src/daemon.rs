@@ -156,6 +156,7 @@ pub async fn init_with_host<C: Cloud>(
         kube: Default::default(),
         trunks: Default::default(),
         custom: Default::default(),
+        refill: tokio::sync::Notify::new(),
     });
     shared
         .kube

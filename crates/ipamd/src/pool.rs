@@ -8,10 +8,13 @@ use std::sync::atomic::Ordering;
 use ipnet::Ipv4Net;
 use vpc_cni_cloud::{Cloud, CloudError, ErrorKind, Interface};
 use vpc_cni_ipam::policy::PoolPolicy;
-use vpc_cni_ipam::{Action, AssignFailure, CidrKind, NodeState};
+use vpc_cni_ipam::{Action, AssignFailure, CidrKind, Delivery, NodeState, PolicyKind};
 
 use crate::calls::timed;
 use crate::state::{Shared, now};
+
+/// Least time between two pool cycles run because an ADD found no address.
+const REFILL_GAP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Run forever (until the task is dropped): a pool cycle every period, and a reconciliation
 /// with IMDS every `cfg.reconcile` (upstream: after 60 s without pool actions).
@@ -20,8 +23,16 @@ pub async fn run<C: Cloud>(shared: Arc<Shared<C>>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_reconcile = tokio::time::Instant::now();
     let mut last_sg_refresh = tokio::time::Instant::now();
+    let mut last_cycle = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shared.refill.notified() => {
+                // At most one refill cycle a second: every waiting pod's retry is a miss.
+                tokio::time::sleep_until(last_cycle + REFILL_GAP).await;
+            }
+        }
+        last_cycle = tokio::time::Instant::now();
         cycle(&shared).await;
         // Custom networking takes its groups from the ENIConfig: nothing to follow (spec c.9).
         if !shared.cfg.settings.custom_networking
@@ -86,6 +97,13 @@ fn split(count: u32, kind: CidrKind) -> (u32, u32) {
     match kind {
         CidrKind::SecondaryIp => (count, 0),
         CidrKind::Prefix => (0, count),
+    }
+}
+
+/// Tell the policy EC2 throttled a growth call (the adaptive policy backs off).
+fn note_throttled<C: Cloud>(s: &Shared<C>, e: &CloudError) {
+    if e.kind() == ErrorKind::Throttled {
+        s.lock().policy.record_throttled(now());
     }
 }
 
@@ -159,8 +177,12 @@ fn execute<C: Cloud>(
                 let made = s
                     .cloud
                     .allocate_eni(ips, pfx, placement.as_ref().map(|(_, p)| p));
+                let started = std::time::Instant::now();
                 match timed(s, "CreateNetworkInterface", made).await {
                     Ok(i) => {
+                        s.lock()
+                            .policy
+                            .record_delivery(Delivery::Eni, started.elapsed());
                         if let Some((name, _)) = &placement {
                             crate::custom::created(s, &i.id, name);
                         }
@@ -169,6 +191,7 @@ fn execute<C: Cloud>(
                         add_interface(s, &i)
                     }
                     Err(e) => {
+                        note_throttled(s, &e);
                         record_error(s, "CreateNetworkInterface", "increaseIPPoolAllocENI", &e);
                         if e.is_insufficient_addresses() {
                             s.lock().policy.record_insufficient_addresses(now());
@@ -240,17 +263,28 @@ fn assign_to_eni<C: Cloud>(
             s.metrics.inc("awscni_ec2api_req_count", &[("fn", api)]);
             timed(s, api, s.cloud.assign(&eni, ips, pfx))
         };
+        let started = std::time::Instant::now();
         let mut r = call(count).await;
+        // Upstream asks again for one after any other error; the adaptive policy does not
+        // after throttling (a second call into an empty bucket only deepens it).
+        let adaptive = s.lock().policy.kind() == PolicyKind::Adaptive;
         if let Err(e) = &r
             && e.kind() != ErrorKind::PrivateIpAddressLimitExceeded
+            && !(adaptive && e.kind() == ErrorKind::Throttled)
         {
             tracing::warn!(eni = %eni, error = %e, "failed to allocate all available addresses on the ENI; asking for one");
             r = call(1).await;
         }
         let e = match r {
-            Ok((ips, prefixes)) => return add_addresses(s, &eni, &ips, &prefixes),
+            Ok((ips, prefixes)) => {
+                s.lock()
+                    .policy
+                    .record_delivery(Delivery::Assign, started.elapsed());
+                return add_addresses(s, &eni, &ips, &prefixes);
+            }
             Err(e) => e,
         };
+        note_throttled(s, &e);
         record_error(s, api, "increaseIPPoolAssign", &e);
         if e.kind() == ErrorKind::PrivateIpAddressLimitExceeded {
             return import_from_ec2(s, &eni).await;

@@ -63,7 +63,12 @@ impl<C: Cloud> Service<C> {
                 s.update_gauges(&node);
                 Ok(Some((a, !had)))
             }
-            Err(DatastoreError::NoAvailableAddress) => Ok(None),
+            Err(DatastoreError::NoAvailableAddress) => {
+                if node.policy.refill_on_miss() {
+                    s.refill.notify_one();
+                }
+                Ok(None)
+            }
             Err(e) => Err(Status::internal(e.to_string())),
         }
     }

@@ -60,6 +60,9 @@ pub struct Shared<C: Cloud> {
     pub trunks: Mutex<std::collections::BTreeSet<String>>,
     /// Custom networking (the ENIConfig checks and which ENIConfig made which ENI).
     pub custom: crate::custom::CustomSide,
+    /// Woken when an ADD found no address and the policy refills on a miss (`adaptive`): the
+    /// pool loop runs a cycle then instead of at the next period.
+    pub refill: tokio::sync::Notify,
 }
 
 impl<C: Cloud> Shared<C> {

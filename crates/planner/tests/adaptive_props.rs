@@ -17,7 +17,13 @@ use vpc_cni_ipam::{
 use vpc_cni_limits::LimitsTable;
 use vpc_cni_planner::{CYCLE, IdealCloud};
 
-const TYPES: &[&str] = &["t3.small", "t3.medium", "m5.large", "r5.xlarge", "m5.4xlarge"];
+const TYPES: &[&str] = &[
+    "t3.small",
+    "t3.medium",
+    "m5.large",
+    "r5.xlarge",
+    "m5.4xlarge",
+];
 
 #[derive(Debug, Clone)]
 struct Case {
@@ -88,20 +94,38 @@ impl Node {
     fn cycle(&mut self) -> Result<usize, TestCaseError> {
         let (cidrs, enis) = self.snapshot();
         let before = self.ds.enis().len() as u32;
-        let decisions = self.policy.cycle(&mut self.ds, NodeState::default(), self.now);
+        let decisions = self
+            .policy
+            .cycle(&mut self.ds, NodeState::default(), self.now);
         for d in &decisions {
             match &d.action {
                 Action::AllocateEni { count, .. } => {
-                    prop_assert!(before < self.limits.max_eni, "ENI beyond MAX_ENI: {}", d.reason);
+                    prop_assert!(
+                        before < self.limits.max_eni,
+                        "ENI beyond MAX_ENI: {}",
+                        d.reason
+                    );
                     prop_assert!(*count <= self.limits.max_cidrs_per_eni(), "{}", d.reason);
                 }
                 Action::Release { cidrs: gone, .. } => {
                     for c in gone {
-                        prop_assert_eq!(cidrs.get(c), Some(&false), "released {} in use or cooling: {}", c, d.reason);
+                        prop_assert_eq!(
+                            cidrs.get(c),
+                            Some(&false),
+                            "released {} in use or cooling: {}",
+                            c,
+                            d.reason
+                        );
                     }
                 }
                 Action::FreeEni { eni } => {
-                    prop_assert_eq!(enis.get(eni), Some(&false), "freed {} with pods: {}", eni, d.reason);
+                    prop_assert_eq!(
+                        enis.get(eni),
+                        Some(&false),
+                        "freed {} with pods: {}",
+                        eni,
+                        d.reason
+                    );
                 }
                 Action::AssignToEni { .. } => {}
             }
@@ -109,11 +133,19 @@ impl Node {
         }
         prop_assert!(self.ds.enis().len() as u32 <= self.limits.max_eni);
         for e in self.ds.enis() {
-            prop_assert!(e.cidrs.len() as u32 <= self.limits.max_cidrs_per_eni(), "{} over the per-ENI limit", e.id);
+            prop_assert!(
+                e.cidrs.len() as u32 <= self.limits.max_cidrs_per_eni(),
+                "{} over the per-ENI limit",
+                e.id
+            );
         }
         let slack = if self.limits.prefix_delegation { 15 } else { 0 };
         let total = self.ds.stats(self.now).total_ips;
-        prop_assert!(total <= self.limits.max_pods + slack, "{total} addresses, max pods {}", self.limits.max_pods);
+        prop_assert!(
+            total <= self.limits.max_pods + slack,
+            "{total} addresses, max pods {}",
+            self.limits.max_pods
+        );
         self.now = self.now.plus(CYCLE);
         Ok(decisions.len())
     }
@@ -122,7 +154,11 @@ impl Node {
         let key = IpamKey::new("aws-cni", &format!("p{}", self.serial), "eth0");
         self.serial += 1;
         for _ in 0..120 {
-            if self.ds.assign(&key, PodMetadata::default(), self.now).is_ok() {
+            if self
+                .ds
+                .assign(&key, PodMetadata::default(), self.now)
+                .is_ok()
+            {
                 self.pods.push(key);
                 return Ok(true);
             }
