@@ -8,7 +8,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ipnet::Ipv4Net;
 use vpc_cni_ipam::policy::PoolPolicy;
 use vpc_cni_ipam::{
-    AwsPolicy, Datastore, EniSpec, IpamKey, NodeState, PodMetadata, PoolLimits, Settings, Time,
+    AdaptivePolicy, AwsPolicy, Datastore, EniSpec, IpamKey, NodeState, PodMetadata, PolicyKind,
+    PoolLimits, Settings, Time,
 };
 use vpc_cni_limits::LimitsTable;
 
@@ -81,6 +82,27 @@ fn bench(c: &mut Criterion) {
                 // Evaluate on a copy so every iteration sees the same pool.
                 let mut copy = ds.clone();
                 black_box(policy.cycle(&mut copy, NodeState::default(), Time::from_secs(10_000)))
+            })
+        });
+        // The adaptive policy with an arrival history: 10 minutes of one pod every 5 s.
+        let adaptive_settings = Settings {
+            prefix_delegation: pd,
+            pool_policy: PolicyKind::Adaptive,
+            ..Settings::default()
+        };
+        let mut adaptive = AdaptivePolicy::new(adaptive_settings, limits);
+        let mut warm = ds.clone();
+        let mut t = Time::from_secs(9_000);
+        for _ in 0..120 {
+            let _ = warm.assign(&keys[249], PodMetadata::default(), t);
+            warm.unassign(&keys[249], t);
+            adaptive.cycle(&mut warm.clone(), NodeState::default(), t);
+            t = t.plus(Duration::from_secs(5));
+        }
+        c.bench_function(&format!("adaptive policy cycle/250 pods/{mode}"), |b| {
+            b.iter(|| {
+                let mut copy = ds.clone();
+                black_box(adaptive.cycle(&mut copy, NodeState::default(), Time::from_secs(10_000)))
             })
         });
         c.bench_function(&format!("pool clone (baseline)/250 pods/{mode}"), |b| {
