@@ -57,6 +57,8 @@ async fn adaptive_daemon_boots_small_and_refills_on_a_miss() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let metrics = d.get(d.metrics, "/metrics");
+    assert!(metrics.contains("awscni_total_ip_addresses 9"), "{metrics}");
     let env: serde_json::Value =
         serde_json::from_str(&d.get(d.introspection, "/v1/ipamd-env-settings")).unwrap();
     assert_eq!(env["VPC_CNI_POOL_POLICY"], "adaptive");

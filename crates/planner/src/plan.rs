@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use vpc_cni_ipam::policy::{PoolPolicy, adaptive, forecast};
+use vpc_cni_ipam::policy::PoolPolicy;
 use vpc_cni_ipam::{
-    Action, Datastore, DatastoreError, IpamKey, NodeState, PodMetadata, Policy, PolicyKind,
-    PoolLimits, Settings, Time,
+    Action, Datastore, DatastoreError, IpamKey, NodeState, PodMetadata, Policy, PoolLimits,
+    Settings, Time,
 };
 use vpc_cni_limits::{IPS_PER_PREFIX, InstanceType};
 
@@ -117,14 +117,14 @@ impl Node {
         let mut cloud = IdealCloud::new(req.instance.limits.ipv4_limit);
         cloud.attach_primary(&mut ds, Time::ZERO)?;
         // Long enough for every timer that can enable a new action to expire.
-        let mut idle_window = Duration::from_secs(130).max(req.settings.ip_cooldown + 2 * CYCLE);
-        if req.settings.pool_policy == PolicyKind::Adaptive {
-            // The adaptive pool shrinks as its arrival history ages out: settle past it.
-            idle_window = idle_window.max(forecast::HORIZON + adaptive::HOLD + 2 * CYCLE);
-        }
+        let policy = Policy::new(req.settings.clone(), limits);
+        // The adaptive pool shrinks as its history ages out: settle past all of it.
+        let idle_window = policy
+            .quiet_after()
+            .max(req.settings.ip_cooldown + 2 * CYCLE);
         Ok(Node {
             ds,
-            policy: Policy::new(req.settings.clone(), limits),
+            policy,
             cloud,
             now: Time::ZERO,
             pods: Vec::new(),

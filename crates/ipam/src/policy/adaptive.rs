@@ -35,6 +35,8 @@ pub const INSUFFICIENT_PAUSE: Duration = Duration::from_secs(60);
 pub const ENI_MEMORY: Duration = Duration::from_secs(3600);
 /// Arrivals expected within this window set the band between growing and shrinking.
 pub const REUSE: Duration = Duration::from_secs(120);
+/// Two pool periods: a timer that expires is seen by a cycle within them.
+const PERIOD_SLACK: Duration = Duration::from_secs(10);
 /// Releases are batched: at most one round of `UnassignPrivateIpAddresses` this often.
 pub const RELEASE_EVERY: Duration = Duration::from_secs(120);
 /// A new node expects pods (it was most likely launched for pending ones): for this long after
@@ -105,7 +107,7 @@ pub struct AdaptivePolicy {
     assign_latency: Option<Duration>,
     eni_latency: Option<Duration>,
     last_growth: Option<Time>,
-    last_release: Option<Time>,
+    release_due: Option<Time>,
     started: Option<Time>,
     fallback_until: Option<Time>,
     paused_until: Option<Time>,
@@ -126,7 +128,7 @@ impl AdaptivePolicy {
             assign_latency: None,
             eni_latency: None,
             last_growth: None,
-            last_release: None,
+            release_due: None,
             started: None,
             fallback_until: None,
             paused_until: None,
@@ -503,7 +505,17 @@ impl PoolPolicy for AdaptivePolicy {
         ds.set_ip_fallback(self.limits.prefix_delegation);
         ds.prune_waiting(now, WAIT_MAX_AGE);
         self.demand.observe(now, ds.arrivals());
-        self.started.get_or_insert(now);
+        if self.started.is_none() {
+            self.started = Some(now);
+            // Each node its own jitter sequence (seeded from its first ENI), so a fleet started
+            // together does not back off and release in lockstep.
+            if let Some(e) = ds.enis().first() {
+                self.jitter ^= e.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+                });
+                self.jitter |= 1;
+            }
+        }
         let mut out = drain_excluded(ds);
         let sz = self.size(ds, now);
         self.last = sz;
@@ -548,13 +560,14 @@ impl PoolPolicy for AdaptivePolicy {
             });
             return out;
         }
-        if self
-            .last_release
-            .is_none_or(|t| now.since(t) >= RELEASE_EVERY)
-        {
+        // Release rounds are spread (0.5–1.5 × RELEASE_EVERY, per node) and wait out a
+        // throttling back-off: nothing is urgent about giving addresses back.
+        let backing_off = self.backoff_until.is_some_and(|t| now < t);
+        if !backing_off && self.release_due.is_none_or(|t| now >= t) {
             let released = self.release(ds, &sz, now);
             if !released.is_empty() {
-                self.last_release = Some(now);
+                let gap = RELEASE_EVERY.mul_f64(self.next_jitter());
+                self.release_due = Some(now.plus(gap));
             }
             out.extend(released);
         }
@@ -591,6 +604,15 @@ impl PoolPolicy for AdaptivePolicy {
 
     fn refill_on_miss(&self) -> bool {
         true
+    }
+
+    fn backoff_until(&self) -> Option<Time> {
+        self.backoff_until
+    }
+
+    fn quiet_after(&self) -> Duration {
+        // The ENI memory is the longest: an ENI may go back an hour after the last peak.
+        ENI_MEMORY + HOLD + RELEASE_EVERY + PERIOD_SLACK
     }
 
     fn describe(&self, ds: &Datastore, now: Time) -> String {

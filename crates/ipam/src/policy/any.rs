@@ -16,7 +16,7 @@ pub enum Policy {
     /// Upstream's warm targets.
     Aws(AwsPolicy),
     /// Sized from observed arrivals and delivery time.
-    Adaptive(AdaptivePolicy),
+    Adaptive(Box<AdaptivePolicy>),
 }
 
 impl Policy {
@@ -24,7 +24,9 @@ impl Policy {
     pub fn new(settings: Settings, limits: PoolLimits) -> Self {
         match settings.pool_policy {
             PolicyKind::Aws => Policy::Aws(AwsPolicy::new(settings, limits)),
-            PolicyKind::Adaptive => Policy::Adaptive(AdaptivePolicy::new(settings, limits)),
+            PolicyKind::Adaptive => {
+                Policy::Adaptive(Box::new(AdaptivePolicy::new(settings, limits)))
+            }
         }
     }
 
@@ -118,6 +120,20 @@ impl PoolPolicy for Policy {
     fn record_delivery(&mut self, what: Delivery, took: Duration) {
         if let Policy::Adaptive(p) = self {
             p.record_delivery(what, took);
+        }
+    }
+
+    fn backoff_until(&self) -> Option<Time> {
+        match self {
+            Policy::Aws(p) => p.backoff_until(),
+            Policy::Adaptive(p) => p.backoff_until(),
+        }
+    }
+
+    fn quiet_after(&self) -> Duration {
+        match self {
+            Policy::Aws(p) => p.quiet_after(),
+            Policy::Adaptive(p) => p.quiet_after(),
         }
     }
 

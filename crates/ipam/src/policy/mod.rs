@@ -131,6 +131,18 @@ pub trait PoolPolicy {
     /// A growth call completed after `took` (the `aws` policy ignores it, as upstream).
     fn record_delivery(&mut self, _what: Delivery, _took: Duration) {}
 
+    /// Until when cloud calls should wait after throttling (owed releases and frees included);
+    /// `None`: no back-off (the `aws` policy, as upstream, retries every cycle).
+    fn backoff_until(&self) -> Option<Time> {
+        None
+    }
+
+    /// How long the policy may still act after the last pod change with nothing else
+    /// happening (its timers and memories): a driver may stop cycling a node after this.
+    fn quiet_after(&self) -> Duration {
+        Duration::from_secs(130)
+    }
+
     /// Whether an ADD that found no address should run a pool cycle at once rather than wait
     /// for the next period (upstream waits: `false` for `aws`).
     fn refill_on_miss(&self) -> bool {

@@ -60,7 +60,10 @@ impl Cluster {
         if node.inflight.is_some() {
             return; // the completion schedules the next cycle
         }
-        let window = Duration::from_secs(130).max(node.ds.cooldown() + 2 * CYCLE);
+        let window = node
+            .policy
+            .quiet_after()
+            .max(node.ds.cooldown() + 2 * CYCLE);
         node.idle = if acted {
             Duration::ZERO
         } else {
@@ -108,14 +111,15 @@ impl Cluster {
             }
             Action::AllocateEni { count, kind } => self.allocate(n, count, kind),
             Action::Release { eni, cidrs } => {
-                if self
+                if let Err(e) = self
                     .vpc
                     .unassign_private_ip_addresses(&eni, &cidrs, self.now)
-                    .is_err()
                 {
-                    self.nodes[n as usize]
-                        .cleanup
-                        .push(Cleanup::Release(eni, cidrs));
+                    let node = &mut self.nodes[n as usize];
+                    if e.code == Ec2ErrorCode::RequestLimitExceeded {
+                        node.policy.record_throttled(self.now);
+                    }
+                    node.cleanup.push(Cleanup::Release(eni, cidrs));
                 }
             }
             Action::FreeEni { eni } => self.free_eni(n, eni),
@@ -319,21 +323,31 @@ impl Cluster {
 
     /// Retry owed cloud work; `true` if there was any.
     fn run_cleanups(&mut self, n: u32) -> bool {
+        // A policy backing off from throttling keeps what it owes for later.
+        if self.nodes[n as usize]
+            .policy
+            .backoff_until()
+            .is_some_and(|t| self.now < t)
+        {
+            return false;
+        }
         let owed = std::mem::take(&mut self.nodes[n as usize].cleanup);
         let any = !owed.is_empty();
         for c in owed {
             match c {
                 Cleanup::Release(eni, cidrs) => {
-                    let gone = self.vpc.eni(&eni).is_none();
-                    if !gone
-                        && self
-                            .vpc
-                            .unassign_private_ip_addresses(&eni, &cidrs, self.now)
-                            .is_err()
+                    if self.vpc.eni(&eni).is_none() {
+                        continue;
+                    }
+                    if let Err(e) = self
+                        .vpc
+                        .unassign_private_ip_addresses(&eni, &cidrs, self.now)
                     {
-                        self.nodes[n as usize]
-                            .cleanup
-                            .push(Cleanup::Release(eni, cidrs));
+                        let node = &mut self.nodes[n as usize];
+                        if e.code == Ec2ErrorCode::RequestLimitExceeded {
+                            node.policy.record_throttled(self.now);
+                        }
+                        node.cleanup.push(Cleanup::Release(eni, cidrs));
                     }
                 }
                 Cleanup::Detach(eni) => self.free_eni(n, eni),
