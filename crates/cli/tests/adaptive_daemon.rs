@@ -10,23 +10,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use grpc::{Daemon, connect};
-use vpc_cni_proto::rpc::AddNetworkRequest;
-
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-fn add_req(i: u32) -> AddNetworkRequest {
-    AddNetworkRequest {
-        k8s_pod_name: format!("pod-{i}"),
-        k8s_pod_namespace: "default".into(),
-        container_id: format!("{i:064x}"),
-        if_name: "eth0".into(),
-        network_name: "aws-cni".into(),
-        netns: format!("/proc/{i}/ns/net"),
-        client_version: VERSION.into(),
-        ..Default::default()
-    }
-}
+use grpc::{Daemon, add_req, connect};
 
 fn total_ips(d: &Daemon) -> u64 {
     let v: serde_json::Value = serde_json::from_str(&d.get(d.introspection, "/v1/enis")).unwrap();

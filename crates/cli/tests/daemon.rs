@@ -7,25 +7,12 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use grpc::{Daemon, connect};
+use grpc::{Daemon, add_req, connect};
 use support::plan_json;
 use tonic::Code;
-use vpc_cni_proto::rpc::{AddNetworkRequest, DelNetworkRequest};
+use vpc_cni_proto::rpc::DelNetworkRequest;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-fn add_req(i: u32) -> AddNetworkRequest {
-    AddNetworkRequest {
-        k8s_pod_name: format!("pod-{i}"),
-        k8s_pod_namespace: "default".into(),
-        container_id: format!("{i:064x}"),
-        if_name: "eth0".into(),
-        network_name: "aws-cni".into(),
-        netns: format!("/proc/{i}/ns/net"),
-        client_version: VERSION.into(),
-        ..Default::default()
-    }
-}
 
 fn del_req(i: u32) -> DelNetworkRequest {
     DelNetworkRequest {

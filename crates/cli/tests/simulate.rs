@@ -2,17 +2,7 @@
 
 mod support;
 
-use std::path::PathBuf;
-
-use support::run_builtin;
-
-fn example(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
+use support::{example, run_builtin};
 
 #[test]
 fn summary_series_and_chart() {

@@ -113,16 +113,7 @@ pub fn aws_daemon_on(
 }
 
 pub fn req(i: u32) -> AddNetworkRequest {
-    AddNetworkRequest {
-        k8s_pod_name: format!("pod-{i}"),
-        k8s_pod_namespace: "default".into(),
-        container_id: format!("{i:064x}"),
-        if_name: "eth0".into(),
-        network_name: "aws-cni".into(),
-        netns: format!("/proc/{i}/ns/net"),
-        client_version: env!("CARGO_PKG_VERSION").into(),
-        ..Default::default()
-    }
+    crate::grpc::add_req(i)
 }
 
 /// Attach ENIs by hand (boto3) as another tool would; returns their IDs.

@@ -26,6 +26,21 @@ pub async fn connect(socket: &Path) -> CniBackendClient<Channel> {
 }
 
 /// A free loopback TCP port.
+/// A kubelet-like AddNetwork for pod `i` (name `pod-i`, container ID `i` in hex).
+#[allow(dead_code)]
+pub fn add_req(i: u32) -> vpc_cni_proto::rpc::AddNetworkRequest {
+    vpc_cni_proto::rpc::AddNetworkRequest {
+        k8s_pod_name: format!("pod-{i}"),
+        k8s_pod_namespace: "default".into(),
+        container_id: format!("{i:064x}"),
+        if_name: "eth0".into(),
+        network_name: "aws-cni".into(),
+        netns: format!("/proc/{i}/ns/net"),
+        client_version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -18,6 +18,15 @@ pub fn data_dir() -> PathBuf {
     dir
 }
 
+/// The path of `examples/NAME`.
+pub fn example(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Output of one run.
 pub struct Run {
     /// Exit code.

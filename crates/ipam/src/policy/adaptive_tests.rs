@@ -1,13 +1,10 @@
 //! Table-driven unit tests of the `adaptive` policy: sizing, floor and caps, release after the
 //! hold time, the /32 fallback, throttling back-off.
-use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
 use vpc_cni_limits::LimitsTable;
 
 use super::*;
-use crate::datastore::EniSpec;
-use crate::key::{IpamKey, PodMetadata};
+use crate::key::PodMetadata;
 use crate::settings::PolicyKind;
 
 fn adaptive(extra: impl FnOnce(&mut Settings)) -> Settings {
@@ -19,9 +16,7 @@ fn adaptive(extra: impl FnOnce(&mut Settings)) -> Settings {
     s
 }
 
-fn key(p: u32) -> IpamKey {
-    IpamKey::new("aws-cni", &format!("pod-{p}"), "eth0")
-}
+use crate::policy::test_support::key;
 
 /// An m5.large-like node whose ENIs hold `cidrs[i]` /32s (or /28s in PD), `pods` assigned.
 fn node(
@@ -33,27 +28,7 @@ fn node(
     let table = LimitsTable::builtin();
     let limits = PoolLimits::new(&table.get("m5.large").unwrap().limits, &settings, max_pods);
     let pd = limits.prefix_delegation;
-    let mut ds = Datastore::new(pd, settings.ip_cooldown);
-    let mut next = u32::from(Ipv4Addr::new(10, 0, 0, 0));
-    for (d, n) in cidrs.iter().enumerate() {
-        let id = format!("eni-{d}");
-        let spec = EniSpec {
-            id: id.clone(),
-            device_number: d as u32,
-            is_primary: d == 0,
-            ..Default::default()
-        };
-        ds.add_eni(spec, Time::ZERO).unwrap();
-        for _ in 0..*n {
-            let net = Ipv4Net::new(Ipv4Addr::from(next), if pd { 28 } else { 32 }).unwrap();
-            ds.add_cidr(&id, net, pd).unwrap();
-            next += 16;
-        }
-    }
-    for p in 0..pods {
-        ds.assign(&key(p), PodMetadata::default(), Time::ZERO)
-            .unwrap();
-    }
+    let ds = crate::policy::test_support::datastore(pd, settings.ip_cooldown, cidrs, pods);
     let mut p = AdaptivePolicy::new(settings, limits);
     // A node running for a while: past its boot fill.
     p.started = Some(Time::ZERO);

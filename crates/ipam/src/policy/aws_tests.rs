@@ -1,11 +1,7 @@
 //! Table-driven unit tests of the `aws` policy: growth, shrink and ENI freeing, timers.
-use std::net::Ipv4Addr;
-
-use ipnet::Ipv4Net;
 use vpc_cni_limits::LimitsTable;
 
 use super::*;
-use crate::datastore::EniSpec;
 use crate::key::{IpamKey, PodMetadata};
 
 /// A node of `ty` whose ENIs hold `cidrs[i]` /32s (or /28s in PD) and `pods` assigned.
@@ -13,31 +9,7 @@ fn node(ty: &str, settings: Settings, cidrs: &[u32], pods: u32) -> (Datastore, A
     let table = LimitsTable::builtin();
     let limits = PoolLimits::new(&table.get(ty).unwrap().limits, &settings, 250);
     let pd = limits.prefix_delegation;
-    let mut ds = Datastore::new(pd, settings.ip_cooldown);
-    let mut next = u32::from(Ipv4Addr::new(10, 0, 0, 0));
-    for (d, n) in cidrs.iter().enumerate() {
-        let id = format!("eni-{d}");
-        let spec = EniSpec {
-            id: id.clone(),
-            device_number: d as u32,
-            is_primary: d == 0,
-            ..Default::default()
-        };
-        ds.add_eni(spec, Time::ZERO).unwrap();
-        for _ in 0..*n {
-            let net = Ipv4Net::new(Ipv4Addr::from(next), if pd { 28 } else { 32 }).unwrap();
-            ds.add_cidr(&id, net, pd).unwrap();
-            next += 16;
-        }
-    }
-    for p in 0..pods {
-        ds.assign(
-            &IpamKey::new("aws-cni", &p.to_string(), "eth0"),
-            PodMetadata::default(),
-            Time::ZERO,
-        )
-        .unwrap();
-    }
+    let ds = crate::policy::test_support::datastore(pd, settings.ip_cooldown, cidrs, pods);
     (ds, AwsPolicy::new(settings, limits))
 }
 

@@ -17,6 +17,8 @@ mod common;
 pub mod forecast;
 mod limits;
 mod targets;
+#[cfg(test)]
+mod test_support;
 
 use std::time::Duration;
 

@@ -110,19 +110,23 @@ impl Cluster {
                 self.assign(n, &eni, count, kind, Vec::new())
             }
             Action::AllocateEni { count, kind } => self.allocate(n, count, kind),
-            Action::Release { eni, cidrs } => {
-                if let Err(e) = self
-                    .vpc
-                    .unassign_private_ip_addresses(&eni, &cidrs, self.now)
-                {
-                    let node = &mut self.nodes[n as usize];
-                    if e.code == Ec2ErrorCode::RequestLimitExceeded {
-                        node.policy.record_throttled(self.now);
-                    }
-                    node.cleanup.push(Cleanup::Release(eni, cidrs));
-                }
-            }
+            Action::Release { eni, cidrs } => self.unassign_or_owe(n, eni, cidrs),
             Action::FreeEni { eni } => self.free_eni(n, eni),
+        }
+    }
+
+    /// `UnassignPrivateIpAddresses`; a failed call is owed for a later cycle (and throttling is
+    /// told to the policy).
+    fn unassign_or_owe(&mut self, n: u32, eni: String, cidrs: Vec<Ipv4Net>) {
+        if let Err(e) = self
+            .vpc
+            .unassign_private_ip_addresses(&eni, &cidrs, self.now)
+        {
+            let node = &mut self.nodes[n as usize];
+            if e.code == Ec2ErrorCode::RequestLimitExceeded {
+                node.policy.record_throttled(self.now);
+            }
+            node.cleanup.push(Cleanup::Release(eni, cidrs));
         }
     }
 
@@ -336,18 +340,8 @@ impl Cluster {
         for c in owed {
             match c {
                 Cleanup::Release(eni, cidrs) => {
-                    if self.vpc.eni(&eni).is_none() {
-                        continue;
-                    }
-                    if let Err(e) = self
-                        .vpc
-                        .unassign_private_ip_addresses(&eni, &cidrs, self.now)
-                    {
-                        let node = &mut self.nodes[n as usize];
-                        if e.code == Ec2ErrorCode::RequestLimitExceeded {
-                            node.policy.record_throttled(self.now);
-                        }
-                        node.cleanup.push(Cleanup::Release(eni, cidrs));
+                    if self.vpc.eni(&eni).is_some() {
+                        self.unassign_or_owe(n, eni, cidrs);
                     }
                 }
                 Cleanup::Detach(eni) => self.free_eni(n, eni),
