@@ -73,7 +73,18 @@ impl CheckpointData {
             allocation_timestamp: h.since.as_millis() as i64 * 1_000_000,
             metadata: h.metadata.clone(),
         }));
-        allocations.sort_by(|a, b| a.ipv4.cmp(&b.ipv4));
+        if let Some(v6) = ds.v6() {
+            allocations.extend(v6.assignments().map(|(key, ip, info)| CheckpointEntry {
+                network_name: key.network_name.clone(),
+                container_id: key.container_id.clone(),
+                if_name: key.if_name.clone(),
+                ipv4: String::new(),
+                ipv6: ip.to_string(),
+                allocation_timestamp: info.assigned_at.as_millis() as i64 * 1_000_000,
+                metadata: info.metadata.clone(),
+            }));
+        }
+        allocations.sort_by(|a, b| (&a.ipv4, &a.ipv6).cmp(&(&b.ipv4, &b.ipv6)));
         CheckpointData {
             version: CHECKPOINT_VERSION.to_string(),
             allocations,

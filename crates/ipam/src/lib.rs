@@ -9,6 +9,7 @@ pub mod key;
 pub mod policy;
 pub mod settings;
 pub mod time;
+pub mod v6;
 
 pub use datastore::{
     AddressInfo, Assignment, Datastore, DatastoreError, EniSpec, HOST_HELD_NETWORK, Held, Holding,
@@ -21,3 +22,4 @@ pub use policy::{
 };
 pub use settings::{PolicyKind, Settings, SettingsError};
 pub use time::Time;
+pub use v6::{V6Assignment, V6Error, V6Pool};

@@ -213,15 +213,9 @@ pub fn restore(
             ..
         } = e;
         if ipv4.is_empty() {
-            // An IPv6 node's entry (upstream's ENABLE_IPv6): dropping it would lose a live pod's
-            // assignment, and this daemon has no IPv6 mode yet.
-            return Err(CheckpointError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "entry for container {container_id} has no IPv4 address (ipv6 {:?}): an IPv6 node's checkpoint (ENABLE_IPv6=true), which this daemon cannot serve yet",
-                    e.ipv6
-                ),
-            });
+            restore_v6(ds, e, path)?;
+            out.restored += 1;
+            continue;
         }
         let ip: Ipv4Addr = ipv4.parse().map_err(|_| CheckpointError::Corrupt {
             path: path.to_path_buf(),
@@ -246,6 +240,33 @@ pub fn restore(
         }
     }
     Ok(out)
+}
+
+/// An IPv6 node's entry: into the /80 pool. Without IPv6 mode, dropping it would lose a live
+/// pod's assignment, so the daemon stops, naming the variable.
+fn restore_v6(ds: &mut Datastore, e: &CheckpointEntry, path: &Path) -> Result<(), CheckpointError> {
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let id = &e.container_id;
+    let Some(pool) = ds.v6_mut() else {
+        return Err(corrupt(format!(
+            "entry for container {id} has no IPv4 address (ipv6 {:?}): an IPv6 node's checkpoint; start with ENABLE_IPv6=true",
+            e.ipv6
+        )));
+    };
+    let ip: std::net::Ipv6Addr = e.ipv6.parse().map_err(|_| {
+        corrupt(format!(
+            "entry for container {id}: {:?} is not an IPv6 address",
+            e.ipv6
+        ))
+    })?;
+    let key = IpamKey::new(&e.network_name, id, &e.if_name);
+    let at = Time(e.allocation_timestamp.max(0) as u64 / 1_000_000);
+    pool.restore(key, ip, e.metadata.clone(), at)
+        .map(|_| ())
+        .map_err(|err| corrupt(format!("entry for container {id}: {err}")))
 }
 
 #[cfg(test)]
@@ -320,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_nodes_checkpoint_is_refused_not_dropped() {
+    fn an_ipv6_nodes_checkpoint_is_refused_without_ipv6_mode_and_restored_with_it() {
         let dir = std::env::temp_dir().join(format!("ckpt-v6-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = CheckpointFile::new(dir.join("ipam.json"));
@@ -335,6 +356,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ENABLE_IPv6") && err.contains("c6"), "{err}");
+        // In IPv6 mode the same entry is restored into the /80 and written back as it was.
+        let mut ds = Datastore::new(true, Duration::from_secs(30));
+        ds.set_v6(vpc_cni_ipam::V6Pool::new(
+            "eni-0",
+            "2001:db8::/80".parse().unwrap(),
+            Duration::from_secs(30),
+        ));
+        let data = file.read().unwrap();
+        assert_eq!(restore(&mut ds, &data, file.path()).unwrap().restored, 1);
+        file.write(&ds).unwrap();
+        let again = file.read().unwrap();
+        assert_eq!(again.allocations[0].ipv6, "2001:db8::5");
+        assert!(again.allocations[0].ipv4.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -165,6 +165,8 @@ pub struct Datastore {
     waiting: HashMap<IpamKey, Time>,
     /// Prefix mode also serves pods from /32 secondary addresses (after prefixes).
     ip_fallback: bool,
+    /// IPv6 mode (`ENABLE_IPv6`): the node's /80 and its pods.
+    v6: Option<crate::v6::V6Pool>,
 }
 
 impl Datastore {
@@ -182,7 +184,23 @@ impl Datastore {
             arrivals: 0,
             waiting: HashMap::new(),
             ip_fallback: false,
+            v6: None,
         }
+    }
+
+    /// The IPv6 pool, in IPv6 mode.
+    pub fn v6(&self) -> Option<&crate::v6::V6Pool> {
+        self.v6.as_ref()
+    }
+
+    /// The IPv6 pool, to assign from.
+    pub fn v6_mut(&mut self) -> Option<&mut crate::v6::V6Pool> {
+        self.v6.as_mut()
+    }
+
+    /// Enter IPv6 mode with this pool (the primary ENI's /80).
+    pub fn set_v6(&mut self, pool: crate::v6::V6Pool) {
+        self.v6 = Some(pool);
     }
 
     /// New assignments since start (idempotent repeats not counted).
