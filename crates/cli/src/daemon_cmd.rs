@@ -37,6 +37,11 @@ pub struct Args {
     /// Subnet CIDR of the simulated VPC (--cloud sim).
     #[arg(long, default_value = "10.0.0.0/20")]
     subnet: Ipv4Net,
+    /// IPv6 block of the simulated VPC (a /56, e.g. 2600:1f14:abc:de00::/56; --cloud sim): the
+    /// subnet becomes dual-stack (its first /64) and the node gets an IPv6 address, as
+    /// `ENABLE_IPv6=true` needs.
+    #[arg(long, value_name = "CIDR")]
+    subnet_ipv6: Option<ipnet::Ipv6Net>,
     /// Seed of the simulated VPC (--cloud sim).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -219,9 +224,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(path = %p.display(), "simulated VPC state (--sim-state; --sim-ephemeral keeps none)");
     }
     let r = rt.block_on(async move {
-        let cloud = SimCloud::launch_with_state(
+        let cloud = SimCloud::launch_dual_stack(
             &instance,
             args.subnet,
+            args.subnet_ipv6,
             args.seed,
             args.sim_latency_scale,
             state.as_deref(),

@@ -69,6 +69,19 @@ impl SimCloud {
         latency_scale: f64,
         state_file: Option<&Path>,
     ) -> Result<Self, CloudError> {
+        Self::launch_dual_stack(instance, cidr, None, seed, latency_scale, state_file)
+    }
+
+    /// Like [`SimCloud::launch_with_state`]; with `ipv6` (the VPC's /56, or a /64) the subnet is
+    /// dual-stack (its first /64) and the instance launches with an IPv6 address.
+    pub fn launch_dual_stack(
+        instance: &InstanceType,
+        cidr: Ipv4Net,
+        ipv6: Option<ipnet::Ipv6Net>,
+        seed: u64,
+        latency_scale: f64,
+        state_file: Option<&Path>,
+    ) -> Result<Self, CloudError> {
         if let Some(path) = state_file
             && path.exists()
         {
@@ -107,7 +120,14 @@ impl SimCloud {
             assign_ms: scale(l.assign_ms),
             detach_ms: scale(l.detach_ms),
         };
-        vpc.add_subnet(Subnet::new("subnet-0sim", cidr, "us-east-1a").map_err(err)?);
+        let mut subnet = Subnet::new("subnet-0sim", cidr, "us-east-1a").map_err(err)?;
+        if let Some(v6) = ipv6 {
+            vpc.vpc_ipv6_cidrs = vec![v6.trunc()];
+            let first = ipnet::Ipv6Net::new(v6.network(), 64.max(v6.prefix_len()))
+                .expect("a prefix length of 64 to 128");
+            subnet = subnet.with_ipv6(first).map_err(err)?;
+        }
+        vpc.add_subnet(subnet);
         let id = vpc
             .run_instance(&instance.name, &instance.limits, "subnet-0sim", Time::ZERO)
             .map_err(err)?;

@@ -154,6 +154,13 @@ impl V6Pool {
         Some(ip)
     }
 
+    /// Undo an assignment as if it never happened (no cooldown): a failed checkpoint write.
+    pub fn forget(&mut self, key: &IpamKey) {
+        if let Some(ip) = self.index.remove(key) {
+            self.addresses.remove(&ip);
+        }
+    }
+
     /// The address `key` holds.
     pub fn lookup(&self, key: &IpamKey) -> Option<Ipv6Addr> {
         self.index.get(key).copied()

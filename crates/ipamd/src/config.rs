@@ -63,14 +63,13 @@ pub struct DaemonConfig {
     pub disable_leaked_eni_cleanup: bool,
     /// How long an assignment may go without a host route before the sweep releases it.
     pub stale_grace: std::time::Duration,
+    /// `ENABLE_IPv6`: the node's pods get IPv6 addresses from one /80 on the primary ENI.
+    pub ipv6: bool,
 }
 
 /// Upstream modes this daemon does not implement yet: starting as a plain IPv4 node under them
 /// would silently do something else, so each refuses to start naming the variable.
-pub const NOT_YET: &[(&str, &str)] = &[
-    ("ENABLE_IPv6", "IPv6 mode"),
-    ("ENABLE_MULTI_NIC", "multi-NIC pods"),
-];
+pub const NOT_YET: &[(&str, &str)] = &[("ENABLE_MULTI_NIC", "multi-NIC pods")];
 
 /// Host networking settings from the upstream variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +175,7 @@ pub const IPAMD_ENV: &[&str] = &[
     "AWS_MANAGE_ENIS_NON_SCHEDULABLE",
     "ENABLE_SUBNET_DISCOVERY",
     "VPC_CNI_POOL_POLICY",
+    "ENABLE_IPv6",
 ];
 /// Network variables shown by introspection.
 pub const NETWORK_ENV: &[&str] = &[
@@ -284,6 +284,7 @@ impl DaemonConfig {
                 });
             }
         }
+        let ipv6 = ipv6_mode(&r, &settings)?;
         let exclude = cidr_list(&r, "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS")?;
         let env_snapshot = IPAMD_ENV
             .iter()
@@ -316,6 +317,38 @@ impl DaemonConfig {
             manage_untagged_eni: r.boolean("MANAGE_UNTAGGED_ENI", true)?,
             disable_leaked_eni_cleanup: r.boolean("DISABLE_LEAKED_ENI_CLEANUP", false)?,
             stale_grace: std::time::Duration::from_secs(300),
+            ipv6,
         })
     }
+}
+
+/// `ENABLE_IPv6` with upstream's start-up checks (`isConfigValid`): IPv6 needs prefix
+/// delegation and refuses custom networking; `ENABLE_IPv4=true` beside it is both families,
+/// which upstream refuses too.
+fn ipv6_mode<F: Fn(&str) -> Option<String>>(
+    r: &EnvReader<F>,
+    settings: &Settings,
+) -> Result<bool, SettingsError> {
+    let v6 = r.boolean("ENABLE_IPv6", false)?;
+    if !v6 {
+        return Ok(false);
+    }
+    let conflict = |m: String| Err(SettingsError::Conflict(m));
+    if !settings.prefix_delegation {
+        return conflict(
+            "ENABLE_IPv6=true needs ENABLE_PREFIX_DELEGATION=true (an IPv6 node hands out addresses from one /80 prefix)".into(),
+        );
+    }
+    if settings.custom_networking {
+        return conflict(
+            "ENABLE_IPv6=true cannot run with AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG=true (upstream refuses the pair)".into(),
+        );
+    }
+    if r.raw("ENABLE_IPv4").is_some() && r.boolean("ENABLE_IPv4", false)? {
+        return conflict(
+            "ENABLE_IPv6=true with ENABLE_IPv4=true: one family per node (set ENABLE_IPv4=false)"
+                .into(),
+        );
+    }
+    Ok(true)
 }

@@ -50,6 +50,9 @@ pub enum DaemonError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// The node cannot run the configured mode.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// How long in-flight gRPC calls may run after SIGTERM.
@@ -173,7 +176,11 @@ pub async fn init_with_host<C: Cloud>(
         crate::hostnet::setup_node(&shared, &interfaces).await?;
     }
     pool::load_interfaces(&shared, &interfaces);
-    crate::reconcile::mark_excluded(&shared).await;
+    if shared.cfg.ipv6 {
+        crate::v6::setup(&shared, &interfaces).await?;
+    } else {
+        crate::reconcile::mark_excluded(&shared).await;
+    }
     let stale = shared.checkpoint.clean_temp_files();
     if stale > 0 {
         tracing::warn!(

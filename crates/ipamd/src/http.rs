@@ -182,6 +182,30 @@ pub fn rfc3339(t: Option<Time>) -> String {
     t.rfc3339(false)
 }
 
+/// The /80 of an IPv6 node as upstream's `IPv6Cidrs` map.
+fn v6_cidrs(p: &vpc_cni_ipam::V6Pool) -> serde_json::Value {
+    let net = p.prefix();
+    let mut addrs = Map::new();
+    for (k, ip, a) in p.assignments() {
+        addrs.insert(
+            ip.to_string(),
+            json!({
+                "Address": ip.to_string(),
+                "IPAMKey": { "networkName": k.network_name, "containerID": "", "ifName": "" },
+                "IPAMMetadata": a.metadata,
+                "AssignedTime": rfc3339(Some(a.assigned_at)),
+                "UnassignedTime": rfc3339(a.unassigned_at),
+            }),
+        );
+    }
+    json!({ net.to_string(): {
+        "Cidr": { "IP": net.network().to_string(), "Mask": base64(&net.netmask().octets()) },
+        "IPAddresses": addrs,
+        "IsPrefix": true,
+        "AddressFamily": "6",
+    }})
+}
+
 async fn enis<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
     let origins = s.custom.origins.lock().unwrap().clone();
     let node = s.lock();
@@ -227,7 +251,7 @@ async fn enis<C: Cloud>(State(s): State<Arc<Shared<C>>>) -> Response {
                 "IsEFA": e.is_efa,
                 "DeviceNumber": e.device_number,
                 "AvailableIPv4Cidrs": cidrs,
-                "IPv6Cidrs": {},
+                "IPv6Cidrs": node.ds.v6().filter(|p| p.eni() == e.id).map_or(json!({}), v6_cidrs),
                 "IsExcludedForPodIPs": e.excluded,
                 "RouteTableID": e.route_table_id,
                 "SubnetID": e.subnet_id,

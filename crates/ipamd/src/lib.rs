@@ -20,6 +20,7 @@ pub mod pool;
 pub mod reconcile;
 pub mod rpc;
 pub mod state;
+pub mod v6;
 
 pub use config::DaemonConfig;
 pub use daemon::{DaemonError, init, init_with_host, serve};

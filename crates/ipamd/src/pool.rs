@@ -74,6 +74,12 @@ async fn refresh_security_groups<C: Cloud>(s: &Shared<C>) {
 
 /// One pool cycle.
 pub async fn cycle<C: Cloud>(s: &Shared<C>) {
+    // IPv6 mode manages no pool: the /80 holds every pod the node can run.
+    if s.cfg.ipv6 {
+        let node = s.lock();
+        s.update_gauges(&node);
+        return;
+    }
     let (decisions, cordoned) = {
         let mut node = s.lock();
         let node = &mut *node;

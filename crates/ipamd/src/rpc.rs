@@ -213,7 +213,12 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
         let ms = started.elapsed().as_secs_f64() * 1e3;
         match &out {
             Ok(reply) if reply.success => {
-                let ip = &reply.ip_allocation_metadata[0].i_pv4_addr;
+                let m = &reply.ip_allocation_metadata[0];
+                let ip = if m.i_pv4_addr.is_empty() {
+                    &m.i_pv6_addr
+                } else {
+                    &m.i_pv4_addr
+                };
                 tracing::info!(ip = %ip, pod = %r.k8s_pod_name, namespace = %r.k8s_pod_namespace, container = %r.container_id, ms, "AddNetwork assigned");
                 crate::kube::pod_ip_added(&self.shared, &r.k8s_pod_namespace, &r.k8s_pod_name, ip);
             }
@@ -242,7 +247,12 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
         let ms = started.elapsed().as_secs_f64() * 1e3;
         match &out {
             Ok(reply) => {
-                let ip = &reply.ip_allocation_metadata[0].i_pv4_addr;
+                let m = &reply.ip_allocation_metadata[0];
+                let ip = if m.i_pv4_addr.is_empty() {
+                    &m.i_pv6_addr
+                } else {
+                    &m.i_pv4_addr
+                };
                 tracing::info!(ip = %ip, container = %r.container_id, reason = %r.reason, ms, "DelNetwork released");
                 crate::kube::pod_ip_released(
                     &self.shared,
@@ -301,6 +311,9 @@ impl<C: Cloud> Service<C> {
             name: r.k8s_pod_name.clone(),
             interfaces_count: 1,
         };
+        if s.cfg.ipv6 {
+            return crate::v6::add(s, &k, meta);
+        }
         let assigned = self.assign_checked(&k, meta).await?;
         let mut reply = AddNetworkReply {
             use_external_snat: s.cfg.external_snat,
@@ -337,6 +350,9 @@ impl<C: Cloud> Service<C> {
         s.metrics
             .inc("awscni_del_ip_req_count", &[("reason", r.reason.as_str())]);
         let k = key(&r.network_name, &r.container_id, &r.if_name);
+        if s.cfg.ipv6 {
+            return crate::v6::del(s, &k)?.ok_or_else(|| Status::unknown(UNKNOWN_POD));
+        }
         let released = {
             let mut node = s.lock();
             let Some(rel) = node.ds.unassign(&k, now()) else {

@@ -1,0 +1,127 @@
+//! IPv6 mode (`ENABLE_IPv6=true`) at start-up: the node must have an IPv6 address, and its
+//! primary ENI one /80 prefix (assigned with `AssignIpv6Addresses` when IMDS shows none). Pods
+//! then get addresses from that prefix; there is no warm pool to manage.
+
+use tonic::Status;
+use vpc_cni_cloud::{Cloud, Interface};
+use vpc_cni_ipam::{IpamKey, PodMetadata, V6Pool};
+use vpc_cni_proto::rpc::{AddNetworkReply, DelNetworkReply, IpAllocationMetadata};
+
+use crate::calls::timed;
+use crate::daemon::DaemonError;
+use crate::state::{Shared, now};
+
+/// Give the datastore the primary ENI's /80 (assigning one if needed).
+pub async fn setup<C: Cloud>(s: &Shared<C>, interfaces: &[Interface]) -> Result<(), DaemonError> {
+    if s.meta.ipv6.is_none() {
+        return Err(DaemonError::Config(
+            "ENABLE_IPv6=true, but IMDS gives this node no IPv6 address (meta-data/ipv6): its subnet needs an IPv6 CIDR block and the instance an IPv6 address".into(),
+        ));
+    }
+    if s.cfg.host_network {
+        return Err(DaemonError::Config(
+            "ENABLE_IPv6=true with --host-network: the IPv6 node set-up is not implemented yet"
+                .into(),
+        ));
+    }
+    let Some(primary) = interfaces.iter().find(|i| i.device_number == 0) else {
+        return Err(DaemonError::Config(
+            "IPv6 mode: IMDS lists no primary interface (device 0)".into(),
+        ));
+    };
+    let prefix = match primary.ipv6_prefixes.first() {
+        Some(p) => *p,
+        None => {
+            let got = timed(
+                s,
+                "AssignIpv6Addresses",
+                s.cloud.assign_ipv6_prefixes(&primary.id, 1),
+            )
+            .await?;
+            *got.first().ok_or_else(|| {
+                DaemonError::Config(format!(
+                    "IPv6 mode: AssignIpv6Addresses on {} returned no prefix",
+                    primary.id
+                ))
+            })?
+        }
+    };
+    tracing::info!(eni = %primary.id, %prefix, "IPv6 mode: pods get addresses from this prefix");
+    s.lock()
+        .ds
+        .set_v6(V6Pool::new(&primary.id, prefix, s.cfg.settings.ip_cooldown));
+    Ok(())
+}
+
+/// AddNetwork in IPv6 mode: an address of the /80, persisted before it is answered.
+pub fn add<C: Cloud>(
+    s: &Shared<C>,
+    k: &IpamKey,
+    meta: PodMetadata,
+) -> Result<AddNetworkReply, Status> {
+    let mut node = s.lock();
+    let pool = node
+        .ds
+        .v6_mut()
+        .ok_or_else(|| Status::internal("IPv6 mode without a /80 prefix"))?;
+    let had = pool.lookup(k).is_some();
+    let a = pool.assign(k, meta, now());
+    if !had && let Err(e) = s.checkpoint.write(&node.ds) {
+        if let Some(pool) = node.ds.v6_mut() {
+            pool.forget(k);
+        }
+        tracing::error!(error = %e, "checkpoint write failed; assignment rolled back");
+        return Err(Status::internal(format!(
+            "failed to persist the assignment: {e}"
+        )));
+    }
+    s.update_gauges(&node);
+    Ok(AddNetworkReply {
+        success: true,
+        ip_allocation_metadata: vec![IpAllocationMetadata {
+            i_pv6_addr: a.ip.to_string(),
+            device_number: 0,
+            route_table_id: MAIN_TABLE,
+            ..Default::default()
+        }],
+        vp_cv6_cid_rs: s
+            .meta
+            .vpc_ipv6_cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        network_policy_mode: s.cfg.network_policy_mode.clone(),
+        ..Default::default()
+    })
+}
+
+/// DelNetwork in IPv6 mode; `None` for a pod the pool does not know.
+pub fn del<C: Cloud>(s: &Shared<C>, k: &IpamKey) -> Result<Option<DelNetworkReply>, Status> {
+    let mut node = s.lock();
+    let Some(pool) = node.ds.v6_mut() else {
+        return Ok(None);
+    };
+    let Some(ip) = pool.unassign(k, now()) else {
+        return Ok(None);
+    };
+    if let Err(e) = s.checkpoint.write(&node.ds) {
+        return Err(Status::internal(format!(
+            "failed to persist the release of {ip}: {e}"
+        )));
+    }
+    s.update_gauges(&node);
+    Ok(Some(DelNetworkReply {
+        success: true,
+        ip_allocation_metadata: vec![IpAllocationMetadata {
+            i_pv6_addr: ip.to_string(),
+            device_number: 0,
+            route_table_id: MAIN_TABLE,
+            ..Default::default()
+        }],
+        network_policy_mode: s.cfg.network_policy_mode.clone(),
+        ..Default::default()
+    }))
+}
+
+/// Pods on the primary ENI route through the main table.
+const MAIN_TABLE: i32 = 254;
