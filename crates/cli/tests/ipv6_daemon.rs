@@ -106,7 +106,11 @@ async fn thirty_pods_get_distinct_addresses_of_the_nodes_slash_80() {
     let new_ip: Ipv6Addr = new.ip_allocation_metadata[0].i_pv6_addr.parse().unwrap();
     assert!(
         !ips.contains(&new_ip)
-            || new_ip == again.ip_allocation_metadata[0].i_pv6_addr.parse().unwrap(),
+            || new_ip
+                == again.ip_allocation_metadata[0]
+                    .i_pv6_addr
+                    .parse::<Ipv6Addr>()
+                    .unwrap(),
         "a live pod's address is not handed out again"
     );
     assert!(d.log().contains("\"restored\":29"), "{}", d.log());
