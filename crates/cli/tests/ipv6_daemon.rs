@@ -63,6 +63,8 @@ async fn thirty_pods_get_distinct_addresses_of_the_nodes_slash_80() {
         ips.insert(ip);
     }
     assert_eq!(ips.len(), 30, "no address is handed out twice");
+    let metrics = d.get(d.metrics, "/metrics");
+    assert!(metrics.contains("awscni_add_ip_req_count 30"), "{metrics}");
     // Idempotent per key.
     let again = c.add_network(add_req(4)).await.unwrap().into_inner();
     assert!(ips.contains(&again.ip_allocation_metadata[0].i_pv6_addr.parse().unwrap()));
