@@ -1,5 +1,5 @@
 """Print, as JSON, what EC2 (the emulator) holds for one instance: {eni_id: {"ips": [...],
-"prefixes": [...], "tags": {...}, "delete_on_termination": bool, "device": N, "groups": [...], "subnet": ID}} for its attached ENIs, plus
+"prefixes": [...], "ipv6_prefixes": [...], "tags": {...}, "delete_on_termination": bool, "device": N, "groups": [...], "subnet": ID}} for its attached ENIs, plus
 "available": [ids of unattached ENIs]. Usage: emulator_state.py EC2_ENDPOINT INSTANCE_ID"""
 import json
 import sys
@@ -16,6 +16,7 @@ for page in ec2.get_paginator("describe_network_interfaces").paginate():
             out["attached"][e["NetworkInterfaceId"]] = {
                 "ips": sorted(x["PrivateIpAddress"] for x in e["PrivateIpAddresses"] if not x["Primary"]),
                 "prefixes": sorted(p["Ipv4Prefix"] for p in e.get("Ipv4Prefixes", [])),
+                "ipv6_prefixes": sorted(p["Ipv6Prefix"] for p in e.get("Ipv6Prefixes", [])),
                 "tags": {t["Key"]: t["Value"] for t in e.get("TagSet", [])},
                 "delete_on_termination": a.get("DeleteOnTermination"),
                 "device": a.get("DeviceIndex"),
