@@ -31,9 +31,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t)]
     output: Output,
     /// Write the time series to FILE (.csv, or .json for JSON).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "compare")]
     series: Option<PathBuf>,
-    /// Write an SVG chart of attached, assigned and subnet-free addresses over time.
+    /// Write an SVG chart of attached, assigned and subnet-free addresses over time (with
+    /// --compare: the idle addresses of each policy, and the pods, over time).
     #[arg(long, value_name = "FILE")]
     chart: Option<PathBuf>,
     /// Override the scenario's seed.
