@@ -177,6 +177,9 @@ pub struct SubnetSpec {
     /// CIDR reservations.
     #[serde(default)]
     pub reservations: Vec<ReservationSpec>,
+    /// The subnet's IPv6 block (a /64): dual-stack, as `ENABLE_IPv6` node groups need.
+    #[serde(default)]
+    pub ipv6_cidr: Option<ipnet::Ipv6Net>,
     /// Fraction (0–1) of the free addresses already taken at start by other tenants, placed
     /// scattered as EC2 places secondary IPs (fragmentation).
     #[serde(default)]

@@ -212,3 +212,30 @@ pods = 30
     );
     assert!(sub("pods").free_addresses < 1019 - 30);
 }
+
+/// IPv6 mode beside prefix mode in one dual-stack /22: the IPv6 group's 500 pods take no IPv4
+/// address (each node holds only its primary IP), while the IPv4 prefix group runs out of
+/// aligned /28 blocks with pods pending.
+#[test]
+fn ipv6_pods_take_no_ipv4_address() {
+    let r = run("ipv6-vs-ipv4.toml");
+    let (v4, v6) = (&r.groups[0], &r.groups[1]);
+    assert_eq!((v6.end.pods, v6.end.pending, v6.end.attached), (500, 0, 0));
+    assert_eq!(v6.end.enis, 20, "one ENI per node, no secondary ENI");
+    assert!(v4.end.pending > 0, "{:?}", v4.end);
+    assert_eq!(v6.wait.max_s, 0.0, "no pool to wait for");
+    // A group that asks for IPv6 without prefix delegation is refused, as the daemon refuses it.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/ipv6-vs-ipv4.toml");
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace(r#"env = { ENABLE_IPv6 = "true", ENABLE_PREFIX_DELEGATION = "true", WARM_PREFIX_TARGET = "1" }"#, r#"env = { ENABLE_IPv6 = "true" }"#);
+    let sc = Scenario::from_toml(&text).unwrap();
+    let err = Cluster::new(&sc, &LimitsTable::builtin())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("ENABLE_IPv6=true needs ENABLE_PREFIX_DELEGATION=true"),
+        "{err}"
+    );
+}

@@ -49,9 +49,13 @@ impl Cluster {
         }
         let worked = self.run_cleanups(n);
         let node = &mut self.nodes[n as usize];
-        let decisions = node
-            .policy
-            .cycle(&mut node.ds, NodeState::default(), self.now);
+        // IPv6 mode manages no pool.
+        let decisions = if node.ds.v6().is_some() {
+            Vec::new()
+        } else {
+            node.policy
+                .cycle(&mut node.ds, NodeState::default(), self.now)
+        };
         let acted = !decisions.is_empty() || worked;
         for d in decisions {
             self.execute(n, d.action);

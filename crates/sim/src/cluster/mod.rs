@@ -3,6 +3,7 @@
 //! simulated VPC, and workloads whose pods wait and retry like kubelet when no address is free.
 
 mod exec;
+mod v6;
 mod workload;
 
 use std::cmp::Reverse;
@@ -54,6 +55,8 @@ struct Group {
     subnet: String,
     /// Custom networking: the ENIConfig subnet of every ENI but the primary.
     pod_subnet: Option<String>,
+    /// `ENABLE_IPv6`: pods take addresses of the primary ENI's /80, no pool is managed.
+    ipv6: bool,
     ipamd_start: Duration,
     /// (load, node) of live nodes, for least-loaded scheduling.
     load: BTreeSet<(u32, u32)>,
@@ -117,6 +120,11 @@ impl Cluster {
         for s in &sc.subnets {
             let mut subnet = Subnet::new(&s.id, s.cidr, &s.az)
                 .map_err(|e| err(format!("subnet {}: {e}", s.id)))?;
+            if let Some(v6) = s.ipv6_cidr {
+                subnet = subnet
+                    .with_ipv6(v6)
+                    .map_err(|e| err(format!("subnet {}: {e}", s.id)))?;
+            }
             subnet.tags = s.tags.clone();
             for r in &s.reservations {
                 subnet
@@ -146,6 +154,7 @@ impl Cluster {
             }
             let settings =
                 Settings::from_map(&env).map_err(|e| err(format!("node group {}: {e}", g.name)))?;
+            let ipv6 = v6::enabled(&env, &settings, &g.name)?;
             let mp = g
                 .max_pods
                 .unwrap_or_else(|| default_max_pods(&instance, &settings));
@@ -156,6 +165,7 @@ impl Cluster {
                 settings,
                 subnet: g.subnet.clone(),
                 pod_subnet: g.pod_subnet.clone(),
+                ipv6,
                 ipamd_start: g.ipamd_start.map(|d| d.0).unwrap_or_default(),
                 load: BTreeSet::new(),
                 live: Vec::new(),
@@ -309,6 +319,9 @@ impl Cluster {
             at,
         )
         .expect("fresh datastore");
+        if g.ipv6 && !v6::setup(&mut self.vpc, &mut ds, &mut self.rec, &g.name) {
+            return;
+        }
         let id = self.nodes.len() as u32;
         self.nodes.push(Node {
             group: gi,
@@ -429,18 +442,15 @@ impl Cluster {
             return;
         };
         let key = pod_key(p);
-        match self.nodes[n as usize]
-            .ds
-            .assign(&key, Default::default(), self.now)
-        {
-            Ok(_) => {
+        match self.assign_pod(n, &key) {
+            true => {
                 let pod = &mut self.pods[p as usize];
                 pod.running = true;
                 let waited = self.now.since(pod.created);
                 self.rec.pod_started(pod.group, waited);
                 self.wake(n);
             }
-            Err(_) => {
+            false => {
                 self.rec.no_address += 1;
                 self.push(self.now.plus(self.pod_retry), Event::PodTry(p));
                 // A policy that refills on a miss gets a cycle now, not at the next period.
@@ -467,7 +477,7 @@ impl Cluster {
         self.pod_events += 1;
         let (running, node) = (pod.running, pod.node);
         if running && let Some(n) = node {
-            self.nodes[n as usize].ds.unassign(&pod_key(p), self.now);
+            self.release_pod(n, &pod_key(p));
             self.wake(n);
         }
         self.unplace(p);
@@ -491,7 +501,7 @@ impl Cluster {
                     let node = &self.nodes[n as usize];
                     let st = node.ds.stats(self.now);
                     end.nodes += 1;
-                    end.pods += st.assigned_ips;
+                    end.pods += st.assigned_ips + v6::assigned(&node.ds);
                     end.attached += st.total_ips;
                     end.enis += node.ds.enis().len() as u32;
                     end.prefixes += st.total_prefixes;
@@ -534,7 +544,7 @@ impl Cluster {
             for &n in &g.live {
                 let st = self.nodes[n as usize].ds.stats(self.now);
                 attached += st.total_ips;
-                assigned += st.assigned_ips;
+                assigned += st.assigned_ips + v6::assigned(&self.nodes[n as usize].ds);
             }
             per_group.push((attached, assigned));
         }
