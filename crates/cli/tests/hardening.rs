@@ -73,7 +73,7 @@ fn bad_settings_stop_the_daemon_naming_variable_and_value() {
             "DEBUG, INFO, WARN or ERROR",
         ),
         ("AWS_VPC_K8S_CNI_LOGLEVEL", "", "DEBUG, INFO, WARN or ERROR"),
-        ("ENABLE_IPv6", "true", "IPv6 mode is not implemented"),
+        ("ENABLE_IPv6", "maybe", "true or false"),
         ("ENABLE_MULTI_NIC", "1", "multi-NIC pods is not implemented"),
         ("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "yes", "true or false"),
         ("ENABLE_POD_ENI", "sure", "true or false"),

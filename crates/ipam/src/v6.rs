@@ -101,15 +101,8 @@ impl V6Pool {
     }
 
     fn record(&mut self, key: IpamKey, ip: Ipv6Addr, metadata: PodMetadata, now: Time) {
-        self.addresses.insert(
-            ip,
-            AddressInfo {
-                key: Some(key.clone()),
-                metadata,
-                assigned_at: now,
-                unassigned_at: None,
-            },
-        );
+        self.addresses
+            .insert(ip, AddressInfo::assigned(key.clone(), metadata, now));
         self.index.insert(key, ip);
     }
 

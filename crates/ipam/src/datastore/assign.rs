@@ -124,15 +124,8 @@ impl Datastore {
         cidr.addresses.retain(|_, a| {
             a.key.is_some() || a.unassigned_at.is_some_and(|t| now.since(t) <= cooldown)
         });
-        cidr.addresses.insert(
-            ip,
-            AddressInfo {
-                key: Some(key.clone()),
-                metadata,
-                assigned_at: now,
-                unassigned_at: None,
-            },
-        );
+        cidr.addresses
+            .insert(ip, AddressInfo::assigned(key.clone(), metadata, now));
         self.index.insert(key, ip);
         self.assigned += 1;
     }

@@ -88,6 +88,18 @@ pub struct AddressInfo {
     pub unassigned_at: Option<Time>,
 }
 
+impl AddressInfo {
+    /// The record of an address assigned to `key` at `at`.
+    pub fn assigned(key: IpamKey, metadata: PodMetadata, at: Time) -> Self {
+        AddressInfo {
+            key: Some(key),
+            metadata,
+            assigned_at: at,
+            unassigned_at: None,
+        }
+    }
+}
+
 /// A /32 (secondary IP) or /28 (prefix) on an ENI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CidrInfo {
