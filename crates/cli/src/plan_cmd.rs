@@ -52,6 +52,10 @@ pub struct Args {
     /// AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG=true: no pod addresses on the primary ENI.
     #[arg(long)]
     custom_networking: bool,
+    /// ENABLE_IPv6=true (implies --prefix-delegation): pods take addresses of the primary ENI's
+    /// /80, so the subnet's IPv4 range holds one address per node.
+    #[arg(long, conflicts_with_all = ["custom_networking", "pod_subnet"])]
+    ipv6: bool,
     /// VPC_CNI_POOL_POLICY: `aws` (upstream's warm targets, the default) or `adaptive` (sized
     /// from observed arrivals; the plan shows where it settles once arrivals stop).
     #[arg(long, value_name = "POLICY")]
@@ -175,13 +179,13 @@ fn settings(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Settings> {
     );
     set(
         env::ENABLE_PREFIX_DELEGATION,
-        args.prefix_delegation.then(|| "true".into()),
+        (args.prefix_delegation || args.ipv6).then(|| "true".into()),
     );
     set(
         env::CUSTOM_NETWORK_CFG,
         (args.custom_networking || args.pod_subnet.is_some()).then(|| "true".into()),
     );
-    let pd_from_flag = args.prefix_delegation;
+    let pd_from_flag = args.prefix_delegation || args.ipv6;
     let no_target = [
         env::WARM_PREFIX_TARGET,
         env::WARM_IP_TARGET,
@@ -251,6 +255,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_pods,
         pods,
         subnet,
+        ipv6: args.ipv6,
     };
     let mut report = plan(&req)?;
     report.notes.splice(0..0, notes);

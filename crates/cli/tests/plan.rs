@@ -195,3 +195,42 @@ fn help_explains_every_flag() {
         assert!(r.stdout.contains(flag), "help lacks {flag}");
     }
 }
+
+#[test]
+fn ipv6_mode_holds_one_ipv4_address_per_node() {
+    let r = run_builtin(&[
+        "plan",
+        "--instance-type",
+        "m5.large",
+        "--ipv6",
+        "--pods",
+        "0,110,200",
+        "--nodes",
+        "40",
+        "--subnet",
+        "10.0.0.0/26",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["mode"], "ipv6");
+    assert_eq!(v["settings"]["ENABLE_IPv6"], "true");
+    let rows = v["rows"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r["subnet_addresses"] == 1 && r["ips_attached"] == 0 && r["enis"] == 1)
+    );
+    assert_eq!(rows[2]["pending_pods"], 90, "max pods 110 caps the node");
+    // 40 nodes hold 40 IPv4 addresses of a /26; prefix mode would need thousands.
+    assert_eq!(v["subnet"]["addresses_held"], 40);
+    assert!(v["subnet"]["free_addresses"].as_i64().unwrap() > 0);
+    let bad = run_builtin(&[
+        "plan",
+        "--instance-type",
+        "m5.large",
+        "--ipv6",
+        "--custom-networking",
+    ]);
+    assert_ne!(bad.code, 0);
+}

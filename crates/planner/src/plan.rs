@@ -32,6 +32,8 @@ pub struct PlanRequest {
     pub pods: Vec<u32>,
     /// Optional node-group question about a subnet.
     pub subnet: Option<SubnetQuestion>,
+    /// `ENABLE_IPv6`: pods take addresses of the primary ENI's /80; no pool, no IPv4 per pod.
+    pub ipv6: bool,
 }
 
 /// What one ENI holds.
@@ -73,7 +75,7 @@ pub struct PlanRow {
 pub struct PlanReport {
     /// The instance type.
     pub instance_type: String,
-    /// `secondary-ip` or `prefix`.
+    /// `secondary-ip`, `prefix` or `ipv6`.
     pub mode: &'static str,
     /// Settings as upstream env vars.
     pub settings: std::collections::BTreeMap<&'static str, String>,
@@ -246,6 +248,9 @@ impl Node {
 
 /// Run the plan.
 pub fn plan(req: &PlanRequest) -> Result<PlanReport, PlanError> {
+    if req.ipv6 {
+        return Ok(plan_ipv6(req));
+    }
     let limits = PoolLimits::new(&req.instance.limits, &req.settings, req.max_pods);
     let mut notes = Vec::new();
     if req.settings.prefix_delegation && !limits.prefix_delegation {
@@ -323,6 +328,65 @@ pub fn plan(req: &PlanRequest) -> Result<PlanReport, PlanError> {
         pod_subnet,
         notes,
     })
+}
+
+/// IPv6 mode: one ENI whose /80 holds every pod up to max pods; the subnet's IPv4 space holds the
+/// node's primary address only.
+fn plan_ipv6(req: &PlanRequest) -> PlanReport {
+    let rows: Vec<PlanRow> = req
+        .pods
+        .iter()
+        .map(|&pods| {
+            let placed = pods.min(req.max_pods);
+            PlanRow {
+                pods,
+                enis: 1,
+                ips_attached: 0,
+                prefixes: 0,
+                unused_ips: 0,
+                subnet_addresses: 1,
+                pending_pods: pods - placed,
+                per_eni: vec![EniRow {
+                    pods: placed,
+                    ips: 0,
+                    prefixes: 0,
+                }],
+                rule: "IPv6 mode: pods take addresses of the primary ENI's /80 (2^48 of them); no IPv4 address per pod, no pool to manage"
+                    .into(),
+            }
+        })
+        .collect();
+    // The subnet holds the pods the node can run, not those max pods leaves pending.
+    let busiest = rows.last().map(|r| PlanRow {
+        pods: r.pods - r.pending_pods,
+        ..r.clone()
+    });
+    let subnet = req
+        .subnet
+        .as_ref()
+        .map(|q| fit(q, busiest.as_ref(), false).0);
+    let mut notes = vec![
+        "IPv6 mode (ENABLE_IPv6=true, prefix delegation): the node subnet needs an IPv6 block; its IPv4 range holds one address per node"
+            .to_string(),
+    ];
+    if let Some(row) = rows.iter().find(|r| r.pending_pods > 0) {
+        notes.push(format!(
+            "max pods {} caps the node: {} of {} pods pending",
+            req.max_pods, row.pending_pods, row.pods
+        ));
+    }
+    let mut settings = req.settings.to_env();
+    settings.insert("ENABLE_IPv6", "true".into());
+    PlanReport {
+        instance_type: req.instance.name.clone(),
+        mode: "ipv6",
+        settings,
+        max_pods: req.max_pods,
+        rows,
+        subnet,
+        pod_subnet: None,
+        notes,
+    }
 }
 
 /// Prefixes needed for `pods` pods at 16 addresses each (a lower bound for any setting).
