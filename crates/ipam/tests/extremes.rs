@@ -104,3 +104,23 @@ fn huge_targets_are_refused_by_validation_naming_the_variable() {
         .to_string();
     assert!(e.contains("IP_COOLDOWN_PERIOD"), "{e}");
 }
+
+/// Refused pods are remembered as waiting, but never more than `MAX_WAITING` of them: a client
+/// inventing container IDs against a full node cannot grow the datastore.
+#[test]
+fn waiting_pods_are_bounded() {
+    use vpc_cni_ipam::datastore::{MAX_WAITING, WAITING_MAX_AGE};
+    let mut ds = Datastore::new(false, Duration::from_secs(30));
+    for i in 0..(MAX_WAITING + 500) {
+        let key = IpamKey::new("aws-cni", &format!("c{i}"), "eth0");
+        assert!(ds.assign(&key, PodMetadata::default(), Time::ZERO).is_err());
+    }
+    assert_eq!(ds.waiting() as usize, MAX_WAITING);
+    // Once the old ones are stale, a new refusal clears them.
+    let later = Time::ZERO
+        .plus(WAITING_MAX_AGE)
+        .plus(Duration::from_secs(1));
+    let key = IpamKey::new("aws-cni", "late", "eth0");
+    assert!(ds.assign(&key, PodMetadata::default(), later).is_err());
+    assert_eq!(ds.waiting(), 1);
+}

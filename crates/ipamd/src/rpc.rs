@@ -197,6 +197,15 @@ fn check_key(
     Ok(())
 }
 
+/// The address a reply carries: IPv4, or IPv6 on an IPv6 node.
+fn reply_ip(m: &IpAllocationMetadata) -> &str {
+    if m.i_pv4_addr.is_empty() {
+        &m.i_pv6_addr
+    } else {
+        &m.i_pv4_addr
+    }
+}
+
 fn key(network: &str, container: &str, if_name: &str) -> IpamKey {
     IpamKey::new(network, container, if_name)
 }
@@ -213,12 +222,7 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
         let ms = started.elapsed().as_secs_f64() * 1e3;
         match &out {
             Ok(reply) if reply.success => {
-                let m = &reply.ip_allocation_metadata[0];
-                let ip = if m.i_pv4_addr.is_empty() {
-                    &m.i_pv6_addr
-                } else {
-                    &m.i_pv4_addr
-                };
+                let ip = reply_ip(&reply.ip_allocation_metadata[0]);
                 tracing::info!(ip = %ip, pod = %r.k8s_pod_name, namespace = %r.k8s_pod_namespace, container = %r.container_id, ms, "AddNetwork assigned");
                 crate::kube::pod_ip_added(&self.shared, &r.k8s_pod_namespace, &r.k8s_pod_name, ip);
             }
@@ -247,12 +251,7 @@ impl<C: Cloud> rpc::cni_backend_server::CniBackend for Service<C> {
         let ms = started.elapsed().as_secs_f64() * 1e3;
         match &out {
             Ok(reply) => {
-                let m = &reply.ip_allocation_metadata[0];
-                let ip = if m.i_pv4_addr.is_empty() {
-                    &m.i_pv6_addr
-                } else {
-                    &m.i_pv4_addr
-                };
+                let ip = reply_ip(&reply.ip_allocation_metadata[0]);
                 tracing::info!(ip = %ip, container = %r.container_id, reason = %r.reason, ms, "DelNetwork released");
                 crate::kube::pod_ip_released(
                     &self.shared,

@@ -91,7 +91,7 @@ impl Datastore {
         // Prefix mode with the /32 fallback: every prefix first, then the /32s.
         let found = find(pd).or_else(|| (pd && self.ip_fallback).then(|| find(false)).flatten());
         let Some((eni_idx, net, ip)) = found else {
-            self.waiting.entry(key.clone()).or_insert(now);
+            self.note_waiting(key, now);
             return Err(DatastoreError::NoAvailableAddress);
         };
         self.waiting.remove(key);

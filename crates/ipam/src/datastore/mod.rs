@@ -20,6 +20,11 @@ pub use assign::{Assignment, Released};
 pub use held::{HOST_HELD_NETWORK, Held, Holding};
 pub use stats::{EniStats, IpStats};
 
+/// Most refused pods the datastore remembers as waiting.
+pub const MAX_WAITING: usize = 4096;
+/// A refused pod counts as waiting for at most this long.
+pub const WAITING_MAX_AGE: Duration = Duration::from_secs(600);
+
 /// Default `IP_COOLDOWN_PERIOD`.
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
 
@@ -223,6 +228,22 @@ impl Datastore {
     /// Pods refused an address and still waiting (neither served nor deleted since).
     pub fn waiting(&self) -> u32 {
         self.waiting.len() as u32
+    }
+
+    /// Record a pod refused an address. The map is bounded whatever policy runs (a client can
+    /// invent keys): past [`MAX_WAITING`] entries, those older than [`WAITING_MAX_AGE`] go, and
+    /// if that frees nothing the new key is not recorded (no node runs that many pods).
+    pub(crate) fn note_waiting(&mut self, key: &IpamKey, now: Time) {
+        if self.waiting.contains_key(key) {
+            return;
+        }
+        if self.waiting.len() >= MAX_WAITING {
+            self.prune_waiting(now, WAITING_MAX_AGE);
+            if self.waiting.len() >= MAX_WAITING {
+                return;
+            }
+        }
+        self.waiting.insert(key.clone(), now);
     }
 
     /// Forget waiting pods older than `max_age` (their DEL never came).

@@ -42,8 +42,6 @@ pub const RELEASE_EVERY: Duration = Duration::from_secs(120);
 /// A new node expects pods (it was most likely launched for pending ones): for this long after
 /// the policy starts, the ENIs already attached are kept filled (no ENI is made for it).
 pub const BOOT: Duration = Duration::from_secs(300);
-/// A pod refused an address counts as waiting for at most this long.
-pub const WAIT_MAX_AGE: Duration = Duration::from_secs(600);
 /// Longest throttling back-off.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(16);
 const FIRST_ASSIGN_GUESS: Duration = Duration::from_secs(1);
@@ -390,7 +388,7 @@ impl PoolPolicy for AdaptivePolicy {
         }
         // Prefix mode serves pods from fallback /32s too (after every prefix).
         ds.set_ip_fallback(self.limits.prefix_delegation);
-        ds.prune_waiting(now, WAIT_MAX_AGE);
+        ds.prune_waiting(now, crate::datastore::WAITING_MAX_AGE);
         self.demand.observe(now, ds.arrivals());
         if self.started.is_none() {
             self.started = Some(now);

@@ -119,6 +119,13 @@ impl Cluster {
         }
     }
 
+    /// Tell node `n`'s policy when EC2 answered `RequestLimitExceeded`.
+    fn note_throttled(&mut self, n: u32, e: &crate::error::Ec2Error) {
+        if e.code == Ec2ErrorCode::RequestLimitExceeded {
+            self.nodes[n as usize].policy.record_throttled(self.now);
+        }
+    }
+
     /// `UnassignPrivateIpAddresses`; a failed call is owed for a later cycle (and throttling is
     /// told to the policy).
     fn unassign_or_owe(&mut self, n: u32, eni: String, cidrs: Vec<Ipv4Net>) {
@@ -126,11 +133,10 @@ impl Cluster {
             .vpc
             .unassign_private_ip_addresses(&eni, &cidrs, self.now)
         {
-            let node = &mut self.nodes[n as usize];
-            if e.code == Ec2ErrorCode::RequestLimitExceeded {
-                node.policy.record_throttled(self.now);
-            }
-            node.cleanup.push(Cleanup::Release(eni, cidrs));
+            self.note_throttled(n, &e);
+            self.nodes[n as usize]
+                .cleanup
+                .push(Cleanup::Release(eni, cidrs));
         }
     }
 
@@ -185,9 +191,7 @@ impl Cluster {
             }
             return;
         }
-        if e.code == Ec2ErrorCode::RequestLimitExceeded {
-            self.nodes[n as usize].policy.record_throttled(self.now);
-        }
+        self.note_throttled(n, &e);
         let failure = if e.code.is_insufficient_addresses() {
             if let Some(subnet) = self.vpc.eni(eni).map(|x| x.subnet_id.clone()) {
                 self.rec.subnet_exhausted(&subnet, self.now, &e);
@@ -229,12 +233,7 @@ impl Cluster {
         let inst = self.nodes[n as usize].instance_id.clone();
         let device = match self.vpc.free_device_index(&inst, self.now) {
             Ok(d) => d,
-            Err(e) => {
-                if e.code == Ec2ErrorCode::RequestLimitExceeded {
-                    self.nodes[n as usize].policy.record_throttled(self.now);
-                }
-                return;
-            }
+            Err(e) => return self.note_throttled(n, &e),
         };
         let (ips, pfx) = split(count, kind);
         let tags = BTreeMap::from([(
@@ -261,12 +260,7 @@ impl Cluster {
                     self.rec.subnet_exhausted(&subnet, self.now, &e);
                     exhausted = true;
                 }
-                Err(e) => {
-                    if e.code == Ec2ErrorCode::RequestLimitExceeded {
-                        self.nodes[n as usize].policy.record_throttled(self.now);
-                    }
-                    return;
-                }
+                Err(e) => return self.note_throttled(n, &e),
             }
         }
         let Some((eni, subnet)) = created else {
