@@ -2,15 +2,16 @@
 //! `prevResult` on DEL. Upstream stores the route table in the container interface's `mac` and
 //! the VLAN ID / device number in a fake `dummy<hash>` interface; DEL relies on both.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde_json::{Value, json};
 
 /// One pod address with what DEL needs to undo it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodIp {
-    /// The address.
-    pub ip: Ipv4Addr,
+    /// The address (IPv6 in an IPv6 cluster).
+    pub ip: IpAddr,
     /// Route table of its ENI (254 = main).
     pub route_table: i32,
     /// Device number of its ENI.
@@ -28,11 +29,14 @@ pub struct PodIp {
 /// The ADD result for `ips`, converted to `version`.
 pub fn add_result(version: &str, netns: &str, ips: &[PodIp]) -> Value {
     if version == "0.1.0" || version == "0.2.0" {
-        let first = ips
-            .first()
-            .map(|p| format!("{}/32", p.ip))
-            .unwrap_or_default();
-        return json!({ "cniVersion": version, "ip4": { "ip": first }, "dns": {} });
+        let first = ips.first().map(|p| IpNet::from(p.ip));
+        let key = if first.is_some_and(|n| n.addr().is_ipv6()) {
+            "ip6"
+        } else {
+            "ip4"
+        };
+        let ip = first.map(|n| n.to_string()).unwrap_or_default();
+        return json!({ "cniVersion": version, key: { "ip": ip }, "dns": {} });
     }
     let mut interfaces = Vec::new();
     let mut addrs = Vec::new();
@@ -42,9 +46,9 @@ pub fn add_result(version: &str, netns: &str, ips: &[PodIp]) -> Value {
         interfaces.push(
             json!({ "name": p.container_if, "mac": p.route_table.to_string(), "sandbox": netns }),
         );
-        let mut a = json!({ "interface": idx, "address": format!("{}/32", p.ip) });
+        let mut a = json!({ "interface": idx, "address": IpNet::from(p.ip).to_string() });
         if version.starts_with("0.") {
-            a["version"] = json!("4");
+            a["version"] = json!(if p.ip.is_ipv6() { "6" } else { "4" });
         }
         addrs.push(a);
     }
@@ -58,7 +62,7 @@ pub fn add_result(version: &str, netns: &str, ips: &[PodIp]) -> Value {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrevIp {
     /// The address.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// Route table (from the container interface's `mac`, else device number + 1).
     pub route_table: i32,
     /// VLAN ID from the dummy interface (0 = regular pod).
@@ -150,6 +154,23 @@ mod tests {
         assert_eq!(
             add_result("0.2.0", "/n", &[pod()])["ip4"]["ip"],
             "10.0.1.5/32"
+        );
+    }
+
+    #[test]
+    fn ipv6_pods_get_128s_and_version_6() {
+        let mut p = pod();
+        p.ip = "2001:db8:0:1:7::5".parse().unwrap();
+        p.route_table = 254;
+        let r = add_result("0.4.0", "/n", &[p.clone()]);
+        assert_eq!(
+            r["ips"][0],
+            json!({"version": "6", "interface": 1, "address": "2001:db8:0:1:7::5/128"})
+        );
+        assert_eq!(parse_prev(&r)[0].ip, p.ip);
+        assert_eq!(
+            add_result("0.2.0", "/n", &[p])["ip6"]["ip"],
+            "2001:db8:0:1:7::5/128"
         );
     }
 

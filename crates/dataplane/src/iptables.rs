@@ -41,6 +41,17 @@ impl Default for IptablesBin {
 }
 
 impl IptablesBin {
+    /// The IPv6 counterpart of [`IptablesBin::default`]: `ip6tables`, or the `ip6tables-…`
+    /// sibling of the program `VPC_CNI_IPTABLES` names.
+    pub fn v6() -> Self {
+        let v4 = Self::default().program;
+        let program = match v4.rsplit_once('/') {
+            Some((dir, name)) => format!("{dir}/{}", name.replacen("iptables", "ip6tables", 1)),
+            None => v4.replacen("iptables", "ip6tables", 1),
+        };
+        IptablesBin { program }
+    }
+
     fn run(&self, table: &str, args: &[String]) -> Result<std::process::Output> {
         Command::new(&self.program)
             .args(["-w", "-t", table])

@@ -13,6 +13,7 @@ pub mod node;
 pub mod owners;
 pub mod pod;
 pub mod snat;
+pub mod veth;
 
 pub use rtnetlink::Handle;
 

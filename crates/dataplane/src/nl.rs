@@ -1,11 +1,13 @@
 //! Thin typed helpers over rtnetlink: the links, addresses, routes, rules and neighbours the
-//! CNI touches, read into small structs and written with one request each.
+//! CNI touches (either address family), read into small structs and written with one request
+//! each.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
-use netlink_packet_route::address::AddressAttribute;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use netlink_packet_route::route::{
@@ -132,8 +134,18 @@ pub async fn set_up(h: &Handle, link: &Link, mtu: Option<u32>) -> Result<()> {
         )))
 }
 
-/// The IPv4 addresses of a link.
-pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<Ipv4Net>> {
+/// The addresses of a link (both families).
+pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<IpNet>> {
+    Ok(address_flags(h, index)
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect())
+}
+
+/// The addresses of a link with whether each is still tentative (IPv6 duplicate address
+/// detection running) or failed it.
+pub async fn address_flags(h: &Handle, index: u32) -> Result<Vec<(IpNet, bool)>> {
     let msgs: Vec<_> = h
         .address()
         .get()
@@ -143,13 +155,19 @@ pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<Ipv4Net>> {
         .await
         .map_err(DataplaneError::netlink("list addresses"))?;
     let mut out = Vec::new();
+    let unstable = AddressFlags::Tentative | AddressFlags::Dadfailed;
     for m in msgs.iter().filter(|m| m.header.index == index) {
+        let mut flags = AddressFlags::from_bits_retain(u32::from(m.header.flags.bits()));
+        let mut addr = None;
         for a in &m.attributes {
-            if let AddressAttribute::Address(IpAddr::V4(ip)) = a
-                && let Ok(n) = Ipv4Net::new(*ip, m.header.prefix_len)
-            {
-                out.push(n);
+            match a {
+                AddressAttribute::Address(ip) => addr = IpNet::new(*ip, m.header.prefix_len).ok(),
+                AddressAttribute::Flags(f) => flags = *f,
+                _ => {}
             }
+        }
+        if let Some(n) = addr {
+            out.push((n, flags.intersects(unstable)));
         }
     }
     out.dedup();
@@ -157,9 +175,10 @@ pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<Ipv4Net>> {
 }
 
 /// Add an address (replacing one that exists).
-pub async fn add_address(h: &Handle, link: &Link, net: Ipv4Net) -> Result<()> {
+pub async fn add_address(h: &Handle, link: &Link, net: impl Into<IpNet>) -> Result<()> {
+    let net: IpNet = net.into();
     h.address()
-        .add(link.index, IpAddr::V4(net.addr()), net.prefix_len())
+        .add(link.index, net.addr(), net.prefix_len())
         .replace()
         .execute()
         .await
@@ -169,13 +188,29 @@ pub async fn add_address(h: &Handle, link: &Link, net: Ipv4Net) -> Result<()> {
         )))
 }
 
+/// Add an IPv6 address without duplicate address detection (a simulated ENI has no link on
+/// which another holder could answer, and a tentative address receives nothing).
+pub async fn add_address_nodad(h: &Handle, link: &Link, net: Ipv6Net) -> Result<()> {
+    let mut req = h
+        .address()
+        .add(link.index, IpAddr::V6(net.addr()), net.prefix_len())
+        .replace();
+    req.message_mut()
+        .attributes
+        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    req.execute().await.map_err(DataplaneError::netlink(format!(
+        "add address {net} (nodad) to {}",
+        link.name
+    )))
+}
+
 /// Delete an address.
-pub async fn del_address(h: &Handle, link: &Link, net: Ipv4Net) -> Result<()> {
+pub async fn del_address(h: &Handle, link: &Link, net: IpNet) -> Result<()> {
     let msgs: Vec<_> = h
         .address()
         .get()
         .set_link_index_filter(link.index)
-        .set_address_filter(IpAddr::V4(net.addr()))
+        .set_address_filter(net.addr())
         .execute()
         .try_collect()
         .await
@@ -193,13 +228,13 @@ pub async fn del_address(h: &Handle, link: &Link, net: Ipv4Net) -> Result<()> {
     Ok(())
 }
 
-/// An IPv4 route.
+/// A route.
 #[derive(Debug, Clone)]
 pub struct Route {
     /// Destination.
-    pub dst: Ipv4Net,
+    pub dst: IpNet,
     /// Gateway.
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     /// Output interface index.
     pub oif: Option<u32>,
     /// Table.
@@ -212,9 +247,24 @@ pub struct Route {
 
 /// Every IPv4 unicast route in `table`.
 pub async fn routes(h: &Handle, table: u32) -> Result<Vec<Route>> {
+    routes_of(h, table, false).await
+}
+
+/// Every unicast route in `table` of one family (IPv6 when `v6`).
+pub async fn routes_of(h: &Handle, table: u32, v6: bool) -> Result<Vec<Route>> {
+    let query = if v6 {
+        RouteMessageBuilder::<Ipv6Addr>::new().build()
+    } else {
+        RouteMessageBuilder::<Ipv4Addr>::new().build()
+    };
+    let default = if v6 {
+        IpNet::V6(Ipv6Net::default())
+    } else {
+        IpNet::V4(Ipv4Net::default())
+    };
     let msgs: Vec<RouteMessage> = h
         .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .get(query)
         .execute()
         .try_collect()
         .await
@@ -222,7 +272,7 @@ pub async fn routes(h: &Handle, table: u32) -> Result<Vec<Route>> {
     let mut out = Vec::new();
     for m in msgs {
         let mut r = Route {
-            dst: Ipv4Net::default(),
+            dst: default,
             gateway: None,
             oif: None,
             table: u32::from(m.header.table),
@@ -231,11 +281,13 @@ pub async fn routes(h: &Handle, table: u32) -> Result<Vec<Route>> {
         };
         for a in &m.attributes {
             match a {
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
-                    r.dst =
-                        Ipv4Net::new(*ip, m.header.destination_prefix_length).unwrap_or_default();
+                RouteAttribute::Destination(a) => {
+                    if let Some(ip) = route_ip(a) {
+                        r.dst =
+                            IpNet::new(ip, m.header.destination_prefix_length).unwrap_or(default);
+                    }
                 }
-                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => r.gateway = Some(*ip),
+                RouteAttribute::Gateway(a) => r.gateway = route_ip(a),
                 RouteAttribute::Oif(i) => r.oif = Some(*i),
                 RouteAttribute::Table(t) => r.table = *t,
                 _ => {}
@@ -248,20 +300,33 @@ pub async fn routes(h: &Handle, table: u32) -> Result<Vec<Route>> {
     Ok(out)
 }
 
-/// Add (or replace) a route: `dst [via gateway] dev oif [scope link] table t`.
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
+        RouteAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
+        _ => None,
+    }
+}
+
+/// Add (or replace) a route: `dst [via gateway] dev oif [scope link] table t` (the family is
+/// the destination's; a gateway of the other family is refused by the kernel).
 pub async fn replace_route(
     h: &Handle,
-    dst: Ipv4Net,
-    gateway: Option<Ipv4Addr>,
+    dst: impl Into<IpNet>,
+    gateway: Option<IpAddr>,
     link: &Link,
     table: u32,
 ) -> Result<()> {
-    let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+    let dst: IpNet = dst.into();
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(dst.addr(), dst.prefix_len())
+        .map_err(|e| DataplaneError::NotFound(format!("route to {dst}: {e}")))?
         .output_interface(link.index)
         .table_id(table);
     b = match gateway {
-        Some(gw) => b.gateway(gw),
+        Some(gw) => b
+            .gateway(gw)
+            .map_err(|e| DataplaneError::NotFound(format!("route via {gw}: {e}")))?,
         None => b.scope(RouteScope::Link),
     };
     let what = match gateway {
@@ -288,7 +353,7 @@ pub async fn del_route(h: &Handle, r: &Route) -> Result<()> {
         )))
 }
 
-/// An IPv4 policy rule.
+/// A policy rule (IPv6 when a selector is IPv6, else IPv4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     /// Priority.
@@ -296,18 +361,30 @@ pub struct Rule {
     /// Table.
     pub table: u32,
     /// `from`.
-    pub src: Option<Ipv4Net>,
+    pub src: Option<IpNet>,
     /// `to`.
-    pub dst: Option<Ipv4Net>,
+    pub dst: Option<IpNet>,
     /// `fwmark value/mask`.
     pub fwmark: Option<(u32, u32)>,
 }
 
+impl Rule {
+    /// Whether this is an IPv6 rule.
+    pub fn is_v6(&self) -> bool {
+        matches!(self.src, Some(IpNet::V6(_))) || matches!(self.dst, Some(IpNet::V6(_)))
+    }
+}
+
 /// Every IPv4 rule, with the kernel's message for deletion.
 pub async fn rules(h: &Handle) -> Result<Vec<(Rule, RuleMessage)>> {
+    rules_of(h, false).await
+}
+
+/// Every rule of one family (IPv6 when `v6`), with the kernel's message for deletion.
+pub async fn rules_of(h: &Handle, v6: bool) -> Result<Vec<(Rule, RuleMessage)>> {
     let msgs: Vec<RuleMessage> = h
         .rule()
-        .get(IpVersion::V4)
+        .get(if v6 { IpVersion::V6 } else { IpVersion::V4 })
         .execute()
         .try_collect()
         .await
@@ -329,12 +406,8 @@ fn to_rule(m: &RuleMessage) -> Rule {
         match a {
             RuleAttribute::Priority(p) => r.priority = *p,
             RuleAttribute::Table(t) => r.table = *t,
-            RuleAttribute::Source(IpAddr::V4(ip)) => {
-                r.src = Ipv4Net::new(*ip, m.header.src_len).ok();
-            }
-            RuleAttribute::Destination(IpAddr::V4(ip)) => {
-                r.dst = Ipv4Net::new(*ip, m.header.dst_len).ok();
-            }
+            RuleAttribute::Source(ip) => r.src = IpNet::new(*ip, m.header.src_len).ok(),
+            RuleAttribute::Destination(ip) => r.dst = IpNet::new(*ip, m.header.dst_len).ok(),
             RuleAttribute::FwMark(v) => mark = Some(*v),
             RuleAttribute::FwMask(v) => mask = *v,
             _ => {}
@@ -344,8 +417,8 @@ fn to_rule(m: &RuleMessage) -> Rule {
     r
 }
 
-/// The request describing `r` (selectors, priority, table, fwmark).
-fn rule_request(h: &Handle, r: &Rule) -> rtnetlink::RuleAddRequest<Ipv4Addr> {
+/// The message describing `r` (family, selectors, priority, table, fwmark).
+fn rule_message(h: &Handle, r: &Rule) -> RuleMessage {
     let mut req = h
         .rule()
         .add()
@@ -353,24 +426,46 @@ fn rule_request(h: &Handle, r: &Rule) -> rtnetlink::RuleAddRequest<Ipv4Addr> {
         .priority(r.priority)
         .table_id(r.table)
         .action(RuleAction::ToTable);
+    let m = req.message_mut();
+    if r.is_v6() {
+        m.header.family = AddressFamily::Inet6;
+    }
     if let Some(src) = r.src {
-        req = req.source_prefix(src.addr(), src.prefix_len());
+        m.header.src_len = src.prefix_len();
+        m.attributes.push(RuleAttribute::Source(src.addr()));
     }
     if let Some(dst) = r.dst {
-        req = req.destination_prefix(dst.addr(), dst.prefix_len());
+        m.header.dst_len = dst.prefix_len();
+        m.attributes.push(RuleAttribute::Destination(dst.addr()));
     }
     if let Some((mark, mask)) = r.fwmark {
-        req = req.fw_mark(mark);
-        req.message_mut()
-            .attributes
-            .push(RuleAttribute::FwMask(mask));
+        m.attributes.push(RuleAttribute::FwMark(mark));
+        m.attributes.push(RuleAttribute::FwMask(mask));
     }
-    req
+    m.clone()
 }
 
 /// Add a rule (an identical one already there is success).
 pub async fn add_rule(h: &Handle, r: &Rule) -> Result<()> {
-    match rule_request(h, r).execute().await {
+    use futures::StreamExt;
+    use rtnetlink::packet_core::{
+        NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+    };
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewRule(rule_message(h, r)));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE;
+    let sent = async {
+        let mut responses = h.clone().request(req)?;
+        while let Some(m) = responses.next().await {
+            if let NetlinkPayload::Error(e) = m.payload
+                && e.code.is_some()
+            {
+                return Err(rtnetlink::Error::NetlinkError(e));
+            }
+        }
+        Ok(())
+    };
+    match sent.await {
         Err(e) if errno(&e) == EEXIST => Ok(()),
         other => other.map_err(DataplaneError::netlink(format!("add rule {r:?}"))),
     }
@@ -379,8 +474,7 @@ pub async fn add_rule(h: &Handle, r: &Rule) -> Result<()> {
 /// Delete the rule matching `r` exactly (priority, table, selectors) without listing rules;
 /// `Ok(false)` when there was none.
 pub async fn del_rule_matching(h: &Handle, r: &Rule) -> Result<bool> {
-    let mut req = rule_request(h, r);
-    let msg = req.message_mut().clone();
+    let msg = rule_message(h, r);
     match h.rule().del(msg).execute().await {
         Ok(()) => Ok(true),
         Err(e) if errno(&e) == ENOENT => Ok(false),
@@ -392,9 +486,10 @@ pub async fn del_rule_matching(h: &Handle, r: &Rule) -> Result<bool> {
 }
 
 /// Delete the route to `dst` in `table` without listing routes; `Ok(false)` when there was none.
-pub async fn del_route_to(h: &Handle, dst: Ipv4Net, table: u32) -> Result<bool> {
-    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+pub async fn del_route_to(h: &Handle, dst: IpNet, table: u32) -> Result<bool> {
+    let msg = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(dst.addr(), dst.prefix_len())
+        .map_err(|e| DataplaneError::NotFound(format!("route to {dst}: {e}")))?
         .table_id(table)
         .build();
     match h.route().del(msg).execute().await {
@@ -416,8 +511,9 @@ pub async fn del_rule(h: &Handle, r: &Rule, msg: &RuleMessage) -> Result<()> {
         .map_err(DataplaneError::netlink(format!("delete rule {r:?}")))
 }
 
-/// Permanent IPv4 neighbours of a link: (address, MAC).
-pub async fn permanent_neighbours(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, Vec<u8>)>> {
+/// Permanent neighbours of a link, both families: (address, MAC).
+pub async fn permanent_neighbours(h: &Handle, index: u32) -> Result<Vec<(IpAddr, Vec<u8>)>> {
+    // An unspecified family dumps the ARP and the NDP tables alike.
     let msgs: Vec<_> = h
         .neighbours()
         .get()
@@ -434,7 +530,12 @@ pub async fn permanent_neighbours(h: &Handle, index: u32) -> Result<Vec<(Ipv4Add
         let mut mac = Vec::new();
         for a in &m.attributes {
             match a {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => ip = Some(*v),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
+                    ip = Some(IpAddr::V4(*v))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => {
+                    ip = Some(IpAddr::V6(*v))
+                }
                 NeighbourAttribute::LinkLayerAddress(l) => mac = l.clone(),
                 _ => {}
             }
@@ -450,11 +551,11 @@ pub async fn permanent_neighbours(h: &Handle, index: u32) -> Result<Vec<(Ipv4Add
 pub async fn add_permanent_neighbour(
     h: &Handle,
     link: &Link,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     mac: &[u8],
 ) -> Result<()> {
     h.neighbours()
-        .add(link.index, IpAddr::V4(ip))
+        .add(link.index, ip)
         .link_layer_address(mac)
         .state(NeighbourState::Permanent)
         .replace()

@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec};
 
 use crate::nl::{self, Link, Rule};
@@ -53,7 +53,7 @@ impl EniLink {
         Rule {
             priority: PRIO_FROM_ENI,
             table: self.table(),
-            src: Some(Ipv4Net::new(self.primary_ip, 32).expect("/32")),
+            src: Some(IpNet::V4(Ipv4Net::new(self.primary_ip, 32).expect("/32"))),
             dst: None,
             fwmark: None,
         }
@@ -100,7 +100,8 @@ pub async fn setup_eni(
         return Ok(link);
     }
     for a in nl::addresses(h, link.index).await? {
-        if a != eni.address() && !a.addr().is_link_local() {
+        let global_v4 = matches!(a, IpNet::V4(v4) if !v4.addr().is_link_local());
+        if global_v4 && a != IpNet::V4(eni.address()) {
             nl::del_address(h, &link, a).await?;
         }
     }
@@ -111,14 +112,14 @@ pub async fn setup_eni(
         nl::replace_route(
             h,
             Ipv4Net::default(),
-            Some(eni.gateway()),
+            Some(eni.gateway().into()),
             &link,
             eni.table(),
         )
     })
     .await?;
     for r in nl::routes(h, MAIN_TABLE).await? {
-        if r.dst == eni.subnet && r.oif == Some(link.index) {
+        if r.dst == IpNet::V4(eni.subnet) && r.oif == Some(link.index) {
             nl::del_route(h, &r).await?;
         }
     }
@@ -162,7 +163,7 @@ pub async fn setup_node_rules(h: &Handle, want: &NodeRules) -> Result<()> {
             priority: PRIO_EXTERNAL_SERVICE,
             table: MAIN_TABLE,
             src: None,
-            dst: Some(*c),
+            dst: Some(IpNet::V4(*c)),
             fwmark: None,
         });
     }
@@ -233,7 +234,14 @@ pub async fn ensure_sim_link(
         // DHCP's default route via the subnet router (the subnet's first address + 1, as in a
         // VPC), so pods reach outside the VPC through SNAT as on EC2.
         let router = Ipv4Addr::from(u32::from(addr.network()) + 1);
-        nl::replace_route(h, Ipv4Net::default(), Some(router), &link, MAIN_TABLE).await?;
+        nl::replace_route(
+            h,
+            Ipv4Net::default(),
+            Some(router.into()),
+            &link,
+            MAIN_TABLE,
+        )
+        .await?;
     }
     Ok(kind)
 }

@@ -4,7 +4,7 @@
 //! and rules.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteFlags};
@@ -16,9 +16,11 @@ use crate::{DataplaneError, MAIN_TABLE, Result};
 /// The interface the main table's own `/32` route for `ip` points at, if such a route exists
 /// (one kernel FIB lookup with `RTM_F_FIB_MATCH`, not a dump). A covering route (the subnet, the
 /// default route) is not an owner: `None`.
-pub async fn route_owner(h: &Handle, ip: Ipv4Addr) -> Result<Option<u32>> {
-    let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(ip, 32)
+pub async fn route_owner(h: &Handle, ip: IpAddr) -> Result<Option<u32>> {
+    let bits = if ip.is_ipv4() { 32 } else { 128 };
+    let mut msg = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(ip, bits)
+        .map_err(|e| DataplaneError::NotFound(format!("route to {ip}: {e}")))?
         .table_id(MAIN_TABLE)
         .build();
     msg.header.flags |= RouteFlags::FibMatch;
@@ -69,7 +71,9 @@ pub fn route_owner_blocking(ip: Ipv4Addr) -> Result<Option<u32>> {
         DataplaneError::NotFound(format!("route lookup for {ip}: undecodable answer: {e}"))
     })?;
     match parsed.payload {
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(m)) => Ok(owner_of(&m, ip)),
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(m)) => {
+            Ok(owner_of(&m, IpAddr::V4(ip)))
+        }
         NetlinkPayload::Error(e) => match e.code.map(|c| c.get().abs()) {
             // ENETUNREACH / EHOSTUNREACH / ESRCH / ENOENT: no route at all.
             Some(101 | 113 | 3 | 2) | None => Ok(None),
@@ -82,15 +86,17 @@ pub fn route_owner_blocking(ip: Ipv4Addr) -> Result<Option<u32>> {
     }
 }
 
-/// The output interface of `m` when it is `ip`'s own `/32` route.
-fn owner_of(m: &netlink_packet_route::route::RouteMessage, ip: Ipv4Addr) -> Option<u32> {
-    if m.header.destination_prefix_length != 32 {
+/// The output interface of `m` when it is `ip`'s own host route (`/32`, `/128`).
+fn owner_of(m: &netlink_packet_route::route::RouteMessage, ip: IpAddr) -> Option<u32> {
+    let bits = if ip.is_ipv4() { 32 } else { 128 };
+    if m.header.destination_prefix_length != bits {
         return None;
     }
-    let dst_ok = m
-        .attributes
-        .iter()
-        .any(|a| matches!(a, RouteAttribute::Destination(RouteAddress::Inet(d)) if *d == ip));
+    let dst_ok = m.attributes.iter().any(|a| match (a, ip) {
+        (RouteAttribute::Destination(RouteAddress::Inet(d)), IpAddr::V4(ip)) => *d == ip,
+        (RouteAttribute::Destination(RouteAddress::Inet6(d)), IpAddr::V6(ip)) => *d == ip,
+        _ => false,
+    });
     let oif = m.attributes.iter().find_map(|a| match a {
         RouteAttribute::Oif(i) => Some(*i),
         _ => None,
@@ -111,8 +117,10 @@ pub async fn pod_routes(h: &Handle) -> Result<BTreeMap<Ipv4Addr, String>> {
         if r.dst.prefix_len() != 32 || r.gateway.is_some() {
             continue;
         }
-        if let Some(name) = r.oif.and_then(|i| names.get(&i)) {
-            out.insert(r.dst.addr(), name.clone());
+        if let (Some(name), std::net::IpAddr::V4(ip)) =
+            (r.oif.and_then(|i| names.get(&i)), r.dst.addr())
+        {
+            out.insert(ip, name.clone());
         }
     }
     Ok(out)

@@ -1,27 +1,30 @@
-//! A pod's network (spec e.3/e.4): the veth pair, the pod side (`<ip>/32`, the
-//! `169.254.1.1` link-scope gateway, a default route through it, a permanent neighbour entry
-//! pointing the gateway at the host veth's MAC) and the host side (`/32` route, `to <ip>` rule
-//! at 512, `from <ip>` rule at 1536 for secondary-ENI tables). [`PodSpec`] says what should
-//! exist; [`PodNetwork`] is the seam that makes it so, takes it away, or reports what is missing.
+//! A pod's network (spec e.3/e.4), either family: the veth pair, the pod side (`<ip>/32` or
+//! `/128`, the `169.254.1.1` / `fe80::1` link-scope gateway, a default route through it, a
+//! permanent neighbour entry pointing the gateway at the host veth's MAC; for IPv6 the pod's
+//! interface and `lo` enabled and the addresses past duplicate address detection) and the host
+//! side (host route, `to <ip>` rule at 512, `from <ip>` rule at 1536 for secondary-ENI tables).
+//! [`PodSpec`] says what should exist; [`PodNetwork`] is the seam that makes it so, takes it
+//! away, or reports what is missing.
 
-use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration;
 
-use ipnet::Ipv4Net;
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
-use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use ipnet::IpNet;
+use rtnetlink::Handle;
 
 use crate::netns::{Netns, connect_here, connect_in};
 use crate::nl::{self, Link, Rule};
-use crate::{
-    DataplaneError, MAIN_TABLE, PRIO_FROM_POD, PRIO_TO_POD, Result, format_mac, pod_gateway,
-};
+use crate::veth::{VethEnds, create_veth, host_veth_sysctls, pod_v6_sysctls, random_mac};
+use crate::{DataplaneError, MAIN_TABLE, PRIO_FROM_POD, PRIO_TO_POD, Result, pod_gateway};
+
+/// How long an IPv6 pod's addresses may stay tentative (upstream's `v6DADTimeout`).
+const V6_DAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the dataplane needs to wire (or unwire) one pod address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodSpec {
-    /// The pod address.
-    pub ip: Ipv4Addr,
+    /// The pod address (IPv4, or IPv6 in an IPv6 cluster).
+    pub ip: IpAddr,
     /// Route table of the address's ENI (≤ 1 or 254 = main).
     pub route_table: u32,
     /// Host-side veth name.
@@ -35,13 +38,48 @@ pub struct PodSpec {
 }
 
 impl PodSpec {
-    /// The pod's fake gateway.
-    pub fn gateway(&self) -> Ipv4Addr {
-        pod_gateway(self.index)
+    /// Whether this is an IPv6 pod address.
+    pub fn is_v6(&self) -> bool {
+        self.ip.is_ipv6()
     }
 
-    fn host(&self) -> Ipv4Net {
-        Ipv4Net::new(self.ip, 32).expect("/32 is valid")
+    /// The pod's fake gateway: `169.254.1.(i+1)`, or `fe80::(i+1)` for IPv6.
+    pub fn gateway(&self) -> IpAddr {
+        if self.is_v6() {
+            IpAddr::V6(Ipv6Addr::new(
+                0xfe80,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                self.index as u16 + 1,
+            ))
+        } else {
+            IpAddr::V4(pod_gateway(self.index))
+        }
+    }
+
+    /// The pod address as a host prefix (`/32` or `/128`).
+    pub fn host(&self) -> IpNet {
+        IpNet::from(self.ip)
+    }
+
+    fn default_net(&self) -> IpNet {
+        if self.is_v6() {
+            "::/0".parse().expect("valid")
+        } else {
+            "0.0.0.0/0".parse().expect("valid")
+        }
+    }
+
+    fn veth(&self) -> VethEnds {
+        VethEnds {
+            host_veth: self.host_veth.clone(),
+            container_if: self.container_if.clone(),
+            mtu: self.mtu,
+        }
     }
 
     fn eni_table(&self) -> u32 {
@@ -89,15 +127,15 @@ pub struct Observed {
     /// The pod-side link.
     pub pod_link: Option<Link>,
     /// Its addresses.
-    pub pod_addrs: Vec<Ipv4Net>,
+    pub pod_addrs: Vec<IpNet>,
     /// Pod routes in the pod table: (destination, gateway, output interface).
-    pub pod_routes: Vec<(Ipv4Net, Option<Ipv4Addr>, Option<u32>)>,
+    pub pod_routes: Vec<(IpNet, Option<IpAddr>, Option<u32>)>,
     /// Permanent neighbours on the pod link.
-    pub pod_neighbours: Vec<(Ipv4Addr, Vec<u8>)>,
+    pub pod_neighbours: Vec<(IpAddr, Vec<u8>)>,
     /// The host veth.
     pub host_link: Option<Link>,
     /// Host main-table routes: (destination, output interface).
-    pub host_routes: Vec<(Ipv4Net, Option<u32>)>,
+    pub host_routes: Vec<(IpNet, Option<u32>)>,
     /// Host rules.
     pub host_rules: Vec<Rule>,
 }
@@ -105,7 +143,7 @@ pub struct Observed {
 /// What of `spec` is missing in `seen`, one sentence each (empty: all there).
 pub fn missing(spec: &PodSpec, seen: &Observed) -> Vec<String> {
     let mut out = Vec::new();
-    let gw = Ipv4Net::new(spec.gateway(), 32).expect("/32");
+    let gw = IpNet::from(spec.gateway());
     match &seen.pod_link {
         None => out.push(format!(
             "interface {} is missing in the pod",
@@ -116,9 +154,9 @@ pub fn missing(spec: &PodSpec, seen: &Observed) -> Vec<String> {
                 out.push(format!("interface {} is down", spec.container_if));
             }
             if !seen.pod_addrs.contains(&spec.host()) {
-                out.push(format!("address {}/32 is missing on {}", spec.ip, l.name));
+                out.push(format!("address {} is missing on {}", spec.host(), l.name));
             }
-            let has = |dst: Ipv4Net, via: Option<Ipv4Addr>| {
+            let has = |dst: IpNet, via: Option<IpAddr>| {
                 seen.pod_routes
                     .iter()
                     .any(|(d, g, o)| *d == dst && *g == via && *o == Some(l.index))
@@ -126,7 +164,7 @@ pub fn missing(spec: &PodSpec, seen: &Observed) -> Vec<String> {
             if !has(gw, None) {
                 out.push(format!("route {gw} dev {} is missing in the pod", l.name));
             }
-            if !has(Ipv4Net::default(), Some(spec.gateway())) {
+            if !has(spec.default_net(), Some(spec.gateway())) {
                 out.push(format!(
                     "default route via {} is missing in the pod",
                     spec.gateway()
@@ -154,8 +192,9 @@ pub fn missing(spec: &PodSpec, seen: &Observed) -> Vec<String> {
                 .any(|(d, o)| *d == spec.host() && *o == Some(h.index))
             {
                 out.push(format!(
-                    "host route {}/32 dev {} is missing",
-                    spec.ip, h.name
+                    "host route {} dev {} is missing",
+                    spec.host(),
+                    h.name
                 ));
             }
         }
@@ -200,8 +239,14 @@ impl PodNetwork for Netlink {
         let host_ns = Netns::current()?;
         let host = connect_here()?;
         let pod = connect_in(&pod_ns)?;
+        let sides = Sides {
+            host: &host,
+            pod: &pod,
+            host_ns: &host_ns,
+            pod_ns: &pod_ns,
+        };
         for p in pods {
-            setup_one(&host, &pod, &host_ns, p).await?;
+            setup_one(&sides, p).await?;
         }
         Ok(())
     }
@@ -234,94 +279,22 @@ impl PodNetwork for Netlink {
     }
 }
 
-fn veth_message(
-    p: &PodSpec,
-    host_ns: &Netns,
-    mac: [u8; 6],
-) -> netlink_packet_route::link::LinkMessage {
-    // The pod end is created up (IFF_UP in the request: one round trip fewer under RTNL). The
-    // host end cannot be: the kernel configures the peer before linking the pair, and opening
-    // an unpaired veth fails with ENOTCONN.
-    let peer = LinkMessageBuilder::<LinkUnspec>::new()
-        .name(p.host_veth.clone())
-        .mtu(p.mtu)
-        .address(mac.to_vec())
-        .setns_by_fd(host_ns.fd().as_raw_fd())
-        .build();
-    LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-        .name(p.container_if.clone())
-        .mtu(p.mtu)
-        .up()
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-        .build()
+/// The namespaces and netlink connections one ADD works with.
+struct Sides<'a> {
+    host: &'a Handle,
+    pod: &'a Handle,
+    host_ns: &'a Netns,
+    pod_ns: &'a Netns,
 }
 
-/// Send a link creation asking the kernel to echo the new link back (Linux ≥ 6.3): the echo
-/// carries the pod end's index and its peer's, saving a lookup under RTNL. `Ok(None)` when the
-/// kernel acknowledged without echoing.
-async fn add_link_echo(
-    h: &Handle,
-    msg: netlink_packet_route::link::LinkMessage,
-) -> std::result::Result<Option<Link>, rtnetlink::Error> {
-    use futures::StreamExt;
-    use rtnetlink::packet_core::{
-        NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage,
-        NetlinkPayload,
-    };
-    use rtnetlink::packet_route::RouteNetlinkMessage;
-    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
-    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
-    let mut responses = h.clone().request(req)?;
-    let mut echoed = None;
-    while let Some(m) = responses.next().await {
-        match m.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
-                echoed = Some(nl::to_link(&l))
-            }
-            NetlinkPayload::Error(e) if e.code.is_some() => {
-                return Err(rtnetlink::Error::NetlinkError(e));
-            }
-            _ => {}
-        }
-    }
-    Ok(echoed)
-}
-
-async fn create_veth(
-    host: &Handle,
-    pod: &Handle,
-    host_ns: &Netns,
-    p: &PodSpec,
-    mac: [u8; 6],
-) -> Result<Option<Link>> {
-    let what = || {
-        format!(
-            "create veth {} (pod) / {} (host)",
-            p.container_if, p.host_veth
-        )
-    };
-    match add_link_echo(pod, veth_message(p, host_ns, mac)).await {
-        Ok(l) => Ok(l),
-        // A leftover host veth of the same name (a pod re-created under the same name).
-        Err(e) if nl::errno(&e) == 17 => {
-            if let Some(old) = nl::link_by_name(host, &p.host_veth).await? {
-                nl::del_link(host, &old).await?;
-            }
-            add_link_echo(pod, veth_message(p, host_ns, mac))
-                .await
-                .map_err(DataplaneError::netlink(what()))
-        }
-        Err(e) => Err(DataplaneError::Netlink {
-            op: what(),
-            source: e,
-        }),
-    }
-}
-
-async fn setup_one(host: &Handle, pod: &Handle, host_ns: &Netns, p: &PodSpec) -> Result<()> {
+async fn setup_one(sides: &Sides<'_>, p: &PodSpec) -> Result<()> {
+    let (host, pod) = (sides.host, sides.pod);
     let mac = random_mac()?;
-    let echoed = create_veth(host, pod, host_ns, p, mac).await?;
-    host_veth_sysctls(&p.host_veth);
+    let echoed = create_veth(host, pod, sides.host_ns, &p.veth(), mac).await?;
+    host_veth_sysctls(&p.host_veth, p.is_v6());
+    if p.is_v6() {
+        pod_v6_sysctls(sides.pod_ns, &p.container_if)?;
+    }
     let pod_link = match echoed.filter(|l| l.name == p.container_if) {
         Some(l) => l,
         None => nl::link_by_name(pod, &p.container_if)
@@ -358,9 +331,8 @@ async fn setup_one(host: &Handle, pod: &Handle, host_ns: &Netns, p: &PodSpec) ->
         Ok(())
     };
     let pod_routes = async {
-        let gw32 = Ipv4Net::new(gw, 32).expect("/32");
-        nl::replace_route(pod, gw32, None, &pod_link, table).await?;
-        nl::replace_route(pod, Ipv4Net::default(), Some(gw), &pod_link, table).await
+        nl::replace_route(pod, IpNet::from(gw), None, &pod_link, table).await?;
+        nl::replace_route(pod, p.default_net(), Some(gw), &pod_link, table).await
     };
     let pod_rule = async {
         if p.index > 0 {
@@ -375,12 +347,22 @@ async fn setup_one(host: &Handle, pod: &Handle, host_ns: &Netns, p: &PodSpec) ->
         }
         Ok(())
     };
-    let pod_addr = nl::add_address(pod, &pod_link, p.host());
+    let pod_addr = async {
+        match p.host() {
+            // Unique by IPAM, and its only neighbour never holds it: no DAD to wait for.
+            IpNet::V6(n) => nl::add_address_nodad(pod, &pod_link, n).await,
+            v4 => nl::add_address(pod, &pod_link, v4).await,
+        }
+    };
     let pod_neigh = nl::add_permanent_neighbour(pod, &pod_link, gw, &host_link.mac);
     let (a, b, c, d, e, f) = futures::join!(
         host_route, host_rules, pod_routes, pod_rule, pod_addr, pod_neigh
     );
-    a.and(b).and(c).and(d).and(e).and(f)
+    a.and(b).and(c).and(d).and(e).and(f)?;
+    if p.is_v6() {
+        crate::veth::wait_v6_stable(pod, &pod_link, V6_DAD_TIMEOUT).await?;
+    }
+    Ok(())
 }
 
 /// Add `r` unless an identical rule exists (the kernel answers EEXIST: no listing needed).
@@ -470,18 +452,22 @@ async fn delete_pod_end(pod: Option<&Handle>, p: &PodSpec, errors: &mut Vec<Data
 async fn observe(host: &Handle, pod: &Handle, p: &PodSpec) -> Result<Observed> {
     let mut seen = Observed {
         host_link: nl::link_by_name(host, &p.host_veth).await?,
-        host_routes: nl::routes(host, MAIN_TABLE)
+        host_routes: nl::routes_of(host, MAIN_TABLE, p.is_v6())
             .await?
             .into_iter()
             .map(|r| (r.dst, r.oif))
             .collect(),
-        host_rules: nl::rules(host).await?.into_iter().map(|(r, _)| r).collect(),
+        host_rules: nl::rules_of(host, p.is_v6())
+            .await?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect(),
         pod_link: nl::link_by_name(pod, &p.container_if).await?,
         ..Observed::default()
     };
     if let Some(l) = &seen.pod_link {
         seen.pod_addrs = nl::addresses(pod, l.index).await?;
-        seen.pod_routes = nl::routes(pod, p.pod_table())
+        seen.pod_routes = nl::routes_of(pod, p.pod_table(), p.is_v6())
             .await?
             .into_iter()
             .map(|r| (r.dst, r.gateway, r.oif))
@@ -489,36 +475,6 @@ async fn observe(host: &Handle, pod: &Handle, p: &PodSpec) -> Result<Observed> {
         seen.pod_neighbours = nl::permanent_neighbours(pod, l.index).await?;
     }
     Ok(seen)
-}
-
-/// Upstream's IPv6 settings on the host veth; hosts without IPv6 have no such files.
-fn host_veth_sysctls(name: &str) {
-    for (key, value) in [
-        ("accept_ra", "0"),
-        ("accept_redirects", "1"),
-        ("forwarding", "0"),
-    ] {
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/{key}"), value);
-    }
-}
-
-/// A random locally administered unicast MAC.
-pub fn random_mac() -> Result<[u8; 6]> {
-    use std::io::Read;
-    let mut mac = [0u8; 6];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut mac))
-        .map_err(|source| DataplaneError::Io {
-            what: "read /dev/urandom".into(),
-            source,
-        })?;
-    mac[0] = (mac[0] & 0xfe) | 0x02;
-    Ok(mac)
-}
-
-/// `format_mac` re-exported for messages about pods.
-pub fn mac_string(mac: &[u8]) -> String {
-    format_mac(mac)
 }
 
 #[cfg(test)]
@@ -585,11 +541,5 @@ mod tests {
         let mut stale_neigh = complete.clone();
         stale_neigh.pod_neighbours[0].1 = vec![9; 6];
         assert_eq!(missing(&s, &stale_neigh).len(), 1);
-    }
-
-    #[test]
-    fn random_macs_are_local_unicast() {
-        let m = random_mac().unwrap();
-        assert_eq!(m[0] & 0x03, 0x02);
     }
 }

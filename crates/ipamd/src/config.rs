@@ -65,6 +65,9 @@ pub struct DaemonConfig {
     pub stale_grace: std::time::Duration,
     /// `ENABLE_IPv6`: the node's pods get IPv6 addresses from one /80 on the primary ENI.
     pub ipv6: bool,
+    /// `ENABLE_V6_EGRESS` (IPv4 nodes): pods get IPv6 egress addresses, so the node blocks new
+    /// connections to that node-local range from elsewhere.
+    pub v6_egress: bool,
 }
 
 /// Upstream modes this daemon does not implement yet: starting as a plain IPv4 node under them
@@ -317,6 +320,7 @@ impl DaemonConfig {
             manage_untagged_eni: r.boolean("MANAGE_UNTAGGED_ENI", true)?,
             disable_leaked_eni_cleanup: r.boolean("DISABLE_LEAKED_ENI_CLEANUP", false)?,
             stale_grace: std::time::Duration::from_secs(300),
+            v6_egress: !ipv6 && r.boolean("ENABLE_V6_EGRESS", false)?,
             ipv6,
         })
     }

@@ -172,6 +172,9 @@ pub async fn init_with_host<C: Cloud>(
     };
     let attached = shared.cloud.interfaces().await?;
     let interfaces = crate::reconcile::classify(&shared, &attached).await?;
+    if shared.cfg.ipv6 {
+        crate::v6::require_node_address(&shared)?;
+    }
     if shared.cfg.host_network {
         crate::hostnet::setup_node(&shared, &interfaces).await?;
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use vpc_cni_cloud::{Cloud, Interface};
-use vpc_cni_dataplane::iptables::{IptablesBin, reconcile};
+use vpc_cni_dataplane::iptables::{Iptables, IptablesBin, reconcile};
 use vpc_cni_dataplane::netns::connect_here;
 use vpc_cni_dataplane::node::{self, EniLink, NodeRules};
 use vpc_cni_dataplane::snat::{SnatConfig, desired};
@@ -78,12 +78,18 @@ pub async fn setup_node<C: Cloud>(
             primary_if = name;
         }
     }
+    if s.cfg.ipv6 {
+        return setup_v6_node(s, &h, interfaces, &primary_if).await;
+    }
     let h2 = &s.cfg.host;
     let rules = NodeRules {
         fwmark: (h2.node_port_support || !s.cfg.external_snat).then_some(h2.connmark),
         external_service_cidrs: h2.external_service_cidrs.clone(),
     };
     node::setup_node_rules(&h, &rules).await?;
+    if s.cfg.v6_egress {
+        block_egress_range(true)?;
+    }
     let snat = SnatConfig {
         vpc_cidrs: s.meta.vpc_cidrs.clone(),
         exclude_cidrs: s.cfg.exclude_snat_cidrs.clone(),
@@ -104,6 +110,94 @@ pub async fn setup_node<C: Cloud>(
         "SNAT and connmark rules reconciled"
     );
     Ok(())
+}
+
+/// An IPv6 node (spec e.5, and what upstream's init container does): IPv6 on, forwarding on,
+/// router advertisements still accepted on the primary interface (`accept_ra=2`); with a
+/// simulated cloud the node's IPv6 address on the primary link as the VPC's DHCPv6 would put
+/// it. No SNAT or connmark rules (upstream writes none in IPv6 mode); new connections to the
+/// IPv4 egress range (`169.254.172.0/22`) from elsewhere are rejected.
+async fn setup_v6_node<C: Cloud>(
+    s: &Shared<C>,
+    h: &vpc_cni_dataplane::Handle,
+    interfaces: &[Interface],
+    primary_if: &str,
+) -> Result<(), DataplaneError> {
+    for (key, value) in [
+        ("all/disable_ipv6".to_string(), "0"),
+        ("all/forwarding".to_string(), "1"),
+        (format!("{primary_if}/accept_ra"), "2"),
+    ] {
+        let path = format!("/proc/sys/net/ipv6/conf/{key}");
+        if std::fs::read_to_string(&path).unwrap_or_default().trim() == value {
+            continue;
+        }
+        std::fs::write(&path, value).map_err(|source| DataplaneError::Io {
+            what: format!(
+                "IPv6 node set-up: write {value} to {path} (set it on the node, or run privileged)"
+            ),
+            source,
+        })?;
+    }
+    if s.cfg.sim_links
+        && let (Some(ip), Some(primary)) = (
+            s.meta.ipv6,
+            interfaces.iter().find(|i| i.device_number == 0),
+        )
+    {
+        let len = primary
+            .subnet_ipv6_cidrs
+            .first()
+            .map_or(64, |n| n.prefix_len());
+        let addr = ipnet::Ipv6Net::new(ip, len).expect("prefix length from a CIDR");
+        let link = node::find_link(h, &eni_link(primary)?.mac, 1, Duration::ZERO).await?;
+        nl::add_address_nodad(h, &link, addr).await?;
+    }
+    let h2 = &s.cfg.host;
+    let rules = NodeRules {
+        fwmark: None,
+        external_service_cidrs: h2.external_service_cidrs.clone(),
+    };
+    node::setup_node_rules(h, &rules).await?;
+    block_egress_range(false)?;
+    tracing::info!(primary = %primary_if, "IPv6 node set up: forwarding on, no SNAT rules");
+    Ok(())
+}
+
+/// Reject new connections forwarded to the other family's egress range (first rule of
+/// `filter FORWARD`, as upstream): pods reach out through their egress interface, but nothing
+/// reaches a pod through it. `v6`: the IPv6 range of an IPv4 node with `ENABLE_V6_EGRESS`.
+fn block_egress_range(v6: bool) -> Result<(), DataplaneError> {
+    let (ipt, range, family) = if v6 {
+        (IptablesBin::v6(), "fd00::ac:0/118", "v6")
+    } else {
+        (IptablesBin::default(), "169.254.172.0/22", "v4")
+    };
+    let rule: Vec<String> = [
+        "-d",
+        range,
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "NEW",
+        "-m",
+        "comment",
+        "--comment",
+        &format!("Block Node Local Pod access via IP{family}"),
+        "-j",
+        "REJECT",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let mut check = vec!["-C".to_string(), "FORWARD".into()];
+    check.extend(rule.iter().cloned());
+    if ipt.exec("filter", &check).is_ok() {
+        return Ok(());
+    }
+    let mut insert = vec!["-I".to_string(), "FORWARD".into(), "1".into()];
+    insert.extend(rule);
+    ipt.exec("filter", &insert)
 }
 
 /// Configure an ENI the pool just attached.

@@ -422,7 +422,11 @@ impl<C: Cloud> vpccni::pod_addresses_server::PodAddresses for Service<C> {
         )?;
         let k = key(&r.network_name, &r.container_id, &r.if_name);
         let node = self.shared.lock();
-        let ip = node.ds.address_of(&k);
+        // An IPv6 node answers with the pod's IPv6 address (in the same field).
+        let ip = match node.ds.v6() {
+            Some(v6) => v6.lookup(&k).map(std::net::IpAddr::V6),
+            None => node.ds.address_of(&k).map(std::net::IpAddr::V4),
+        };
         Ok(Response::new(CheckNetworkReply {
             assigned: ip.is_some(),
             i_pv4_addr: ip.map(|ip| ip.to_string()).unwrap_or_default(),

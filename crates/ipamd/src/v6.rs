@@ -11,19 +11,19 @@ use crate::calls::timed;
 use crate::daemon::DaemonError;
 use crate::state::{Shared, now};
 
-/// Give the datastore the primary ENI's /80 (assigning one if needed).
-pub async fn setup<C: Cloud>(s: &Shared<C>, interfaces: &[Interface]) -> Result<(), DaemonError> {
+/// Refuse an IPv6 node without an IPv6 address in IMDS (before anything on the host changes).
+pub fn require_node_address<C: Cloud>(s: &Shared<C>) -> Result<(), DaemonError> {
     if s.meta.ipv6.is_none() {
         return Err(DaemonError::Config(
             "ENABLE_IPv6=true, but IMDS gives this node no IPv6 address (meta-data/ipv6): its subnet needs an IPv6 CIDR block and the instance an IPv6 address".into(),
         ));
     }
-    if s.cfg.host_network {
-        return Err(DaemonError::Config(
-            "ENABLE_IPv6=true with --host-network: the IPv6 node set-up is not implemented yet"
-                .into(),
-        ));
-    }
+    Ok(())
+}
+
+/// Give the datastore the primary ENI's /80 (assigning one if needed).
+pub async fn setup<C: Cloud>(s: &Shared<C>, interfaces: &[Interface]) -> Result<(), DaemonError> {
+    require_node_address(s)?;
     let Some(primary) = interfaces.iter().find(|i| i.device_number == 0) else {
         return Err(DaemonError::Config(
             "IPv6 mode: IMDS lists no primary interface (device 0)".into(),

@@ -1,6 +1,8 @@
 //! ADD, DEL, CHECK and STATUS of `aws-cni` (spec e.3/e.4), generic over the daemon
 //! ([`Ipamd`]) and the kernel ([`PodNetwork`]) so that every path runs against fakes too.
 
+use std::net::IpAddr;
+
 use serde_json::Value;
 use vpc_cni_cni::{
     CniEnv, CniError, Code, NetConf, PodIp, add_result, dummy_name, host_veth_name, parse_prev,
@@ -35,6 +37,24 @@ fn internal(msg: impl Into<String>) -> CniError {
     CniError::new(Code::Internal, msg)
 }
 
+/// The pod address of one reply entry: `IPv4Addr`, or `IPv6Addr` from an IPv6 node.
+fn reply_ip(m: &IpAllocationMetadata) -> Result<IpAddr, CniError> {
+    let (family, text) = if m.i_pv4_addr.is_empty() && !m.i_pv6_addr.is_empty() {
+        ("IPv6", &m.i_pv6_addr)
+    } else {
+        ("IPv4", &m.i_pv4_addr)
+    };
+    let ip: Option<IpAddr> = match family {
+        "IPv6" => text.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6),
+        _ => text.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4),
+    };
+    ip.ok_or_else(|| {
+        internal(format!(
+            "ipamd returned an invalid {family} address {text:?}"
+        ))
+    })
+}
+
 impl<I: Ipamd, N: PodNetwork> Ctx<'_, I, N> {
     fn pod(&self) -> (&str, &str) {
         (
@@ -43,7 +63,7 @@ impl<I: Ipamd, N: PodNetwork> Ctx<'_, I, N> {
         )
     }
 
-    fn spec(&self, i: usize, ip: std::net::Ipv4Addr, table: i32) -> PodSpec {
+    fn spec(&self, i: usize, ip: IpAddr, table: i32) -> PodSpec {
         let (ns, name) = self.pod();
         PodSpec {
             ip,
@@ -62,15 +82,7 @@ impl<I: Ipamd, N: PodNetwork> Ctx<'_, I, N> {
     fn specs(&self, ips: &[IpAllocationMetadata]) -> Result<Vec<PodSpec>, CniError> {
         ips.iter()
             .enumerate()
-            .map(|(i, m)| {
-                let ip = m.i_pv4_addr.parse().map_err(|_| {
-                    internal(format!(
-                        "ipamd returned an invalid IPv4 address {:?}",
-                        m.i_pv4_addr
-                    ))
-                })?;
-                Ok(self.spec(i, ip, m.route_table_id))
-            })
+            .map(|(i, m)| Ok(self.spec(i, reply_ip(m)?, m.route_table_id)))
             .collect()
     }
 
