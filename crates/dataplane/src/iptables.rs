@@ -286,6 +286,21 @@ impl Iptables for FakeIptables {
                         let pos: usize = args[2].parse().map_err(|_| fail("bad position"))?;
                         rules.insert((pos - 1).min(rules.len()), join_args(&args[3..]));
                     }
+                    "-C" => {
+                        let r = join_args(&args[2..]);
+                        if !rules.contains(&r) {
+                            return Err(fail(
+                                "Bad rule (does a matching rule exist in that chain?)",
+                            ));
+                        }
+                    }
+                    "-D" if args.len() == 3 && args[2].parse::<usize>().is_ok() => {
+                        let n: usize = args[2].parse().expect("checked");
+                        if n == 0 || n > rules.len() {
+                            return Err(fail("Index of deletion too big"));
+                        }
+                        rules.remove(n - 1);
+                    }
                     "-D" => {
                         let r = join_args(&args[2..]);
                         let i = rules

@@ -188,18 +188,27 @@ pub async fn add_address(h: &Handle, link: &Link, net: impl Into<IpNet>) -> Resu
         )))
 }
 
-/// Add an IPv6 address without duplicate address detection (a simulated ENI has no link on
-/// which another holder could answer, and a tentative address receives nothing).
+/// Add an IPv6 address without duplicate address detection (unique by IPAM, or on a link where
+/// no other holder could answer; a tentative address receives nothing).
 pub async fn add_address_nodad(h: &Handle, link: &Link, net: Ipv6Net) -> Result<()> {
+    add_address_flags(h, link, IpNet::V6(net), AddressFlags::Nodad).await
+}
+
+/// Add an address without the kernel's prefix route (the caller routes the prefix itself).
+pub async fn add_address_noprefixroute(h: &Handle, link: &Link, net: IpNet) -> Result<()> {
+    add_address_flags(h, link, net, AddressFlags::Noprefixroute).await
+}
+
+async fn add_address_flags(h: &Handle, link: &Link, net: IpNet, flags: AddressFlags) -> Result<()> {
     let mut req = h
         .address()
-        .add(link.index, IpAddr::V6(net.addr()), net.prefix_len())
+        .add(link.index, net.addr(), net.prefix_len())
         .replace();
     req.message_mut()
         .attributes
-        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        .push(AddressAttribute::Flags(flags));
     req.execute().await.map_err(DataplaneError::netlink(format!(
-        "add address {net} (nodad) to {}",
+        "add address {net} ({flags:?}) to {}",
         link.name
     )))
 }

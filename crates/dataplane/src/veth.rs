@@ -77,7 +77,10 @@ async fn add_link_echo(
     Ok(echoed)
 }
 
-pub(crate) async fn create_veth(
+/// Create the pair from inside the pod's namespace with the host end placed in `host_ns`
+/// (a leftover host end of the same name is deleted and the request repeated); the pod end
+/// as the kernel echoed it, when it did.
+pub async fn create_veth(
     host: &Handle,
     pod: &Handle,
     host_ns: &Netns,
@@ -112,7 +115,7 @@ pub(crate) async fn create_veth(
 /// pod's host end also skips duplicate address detection for its link-local address: until
 /// that ends the kernel sends no neighbour solicitation from it, and the first packets to the
 /// pod would wait a second.
-pub(crate) fn host_veth_sysctls(name: &str, v6_pod: bool) {
+pub fn host_veth_sysctls(name: &str, v6_pod: bool) {
     for (key, value) in [
         ("accept_ra", "0"),
         ("accept_redirects", "1"),
@@ -140,10 +143,24 @@ pub fn random_mac() -> Result<[u8; 6]> {
 }
 
 /// Enable IPv6 on the pod's interface and `lo` and skip duplicate address detection on the
-/// interface (its only neighbour is the host end, which never holds the pod's address), from
-/// a short-lived thread inside the pod's namespace: `/proc/sys/net` shows the namespace of
-/// the task that opens it. Must run before the host end comes up (carrier starts DAD).
-pub(crate) fn pod_v6_sysctls(ns: &Netns, ifname: &str) -> Result<()> {
+/// interface (its only neighbour is the host end, which never holds the pod's address). Must
+/// run before the host end comes up (carrier starts DAD).
+pub fn pod_v6_sysctls(ns: &Netns, ifname: &str) -> Result<()> {
+    pod_sysctls(
+        ns,
+        &[
+            (format!("{ifname}/disable_ipv6"), "0"),
+            ("lo/disable_ipv6".to_string(), "0"),
+            (format!("{ifname}/accept_dad"), "0"),
+        ],
+    )
+}
+
+/// Write `net/ipv6/conf/<key>` = value inside the namespace `ns`, from a short-lived thread
+/// that enters it: `/proc/sys/net` shows the namespace of the task that opens it. A missing
+/// file (a kernel without IPv6) is skipped; the address requests fail later in the kernel's
+/// own words.
+pub fn pod_sysctls(ns: &Netns, writes: &[(String, &'static str)]) -> Result<()> {
     let fd = ns
         .fd()
         .try_clone_to_owned()
@@ -152,7 +169,7 @@ pub(crate) fn pod_v6_sysctls(ns: &Netns, ifname: &str) -> Result<()> {
             source,
         })?;
     let path = ns.path().to_string();
-    let ifname = ifname.to_string();
+    let writes = writes.to_vec();
     let worker = std::thread::spawn(move || -> Result<()> {
         nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
             DataplaneError::Netns {
@@ -160,16 +177,10 @@ pub(crate) fn pod_v6_sysctls(ns: &Netns, ifname: &str) -> Result<()> {
                 source: std::io::Error::from(e),
             }
         })?;
-        for (key, value) in [
-            (format!("{ifname}/disable_ipv6"), "0"),
-            ("lo/disable_ipv6".to_string(), "0"),
-            (format!("{ifname}/accept_dad"), "0"),
-        ] {
+        for (key, value) in writes {
             let file = format!("/proc/sys/net/ipv6/conf/{key}");
             match std::fs::write(&file, value) {
                 Ok(()) => {}
-                // A kernel without IPv6 has no such files; the address request fails later
-                // with the kernel's own words.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => {
                     return Err(DataplaneError::Io {
@@ -183,7 +194,7 @@ pub(crate) fn pod_v6_sysctls(ns: &Netns, ifname: &str) -> Result<()> {
     });
     worker.join().unwrap_or_else(|_| {
         Err(DataplaneError::NotFound(
-            "the IPv6 sysctl thread panicked".into(),
+            "the sysctl thread panicked".into(),
         ))
     })
 }
@@ -191,7 +202,7 @@ pub(crate) fn pod_v6_sysctls(ns: &Netns, ifname: &str) -> Result<()> {
 /// Wait (up to `timeout`) until no IPv6 address of `link` is tentative or has failed duplicate
 /// address detection. Without DAD the kernel still clears the flag from a work queue a moment
 /// after the link gets carrier, so polls start at 1 ms and back off to upstream's 50 ms.
-pub(crate) async fn wait_v6_stable(h: &Handle, link: &Link, timeout: Duration) -> Result<()> {
+pub async fn wait_v6_stable(h: &Handle, link: &Link, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {

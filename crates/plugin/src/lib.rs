@@ -5,6 +5,7 @@
 pub mod cmd;
 #[cfg(test)]
 mod cmd_tests;
+pub mod egress;
 pub mod grpc;
 pub mod ipamd;
 pub mod log;
@@ -30,14 +31,14 @@ pub struct Outcome {
     pub code: u8,
 }
 
-fn stdin_version(stdin: &[u8]) -> String {
+pub(crate) fn stdin_version(stdin: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(stdin)
         .ok()
         .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
         .unwrap_or_else(|| FALLBACK_VERSION.to_string())
 }
 
-fn fail(e: CniError, version: &str) -> Outcome {
+pub(crate) fn fail(e: CniError, version: &str) -> Outcome {
     Outcome {
         stdout: e.to_json(version),
         code: 1,
