@@ -63,7 +63,66 @@ fn install_plugin(args: &Args) -> anyhow::Result<PathBuf> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("aws-cni"),
     };
-    install_file(&src, &args.cni_bin_dir)
+    install_plugins(&src, &args.cni_bin_dir)
+}
+
+/// Install `aws-cni` (at `src`) and the `egress-cni` beside it, as upstream's entrypoint copies
+/// both; the path of the first.
+pub(crate) fn install_plugins(src: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    let dst = install_file(src, dir)?;
+    let egress = src.with_file_name("egress-cni");
+    if !egress.exists() {
+        bail!(
+            "{} is missing beside {} (build both with `cargo build -p aws-cni`): the conflist chains it",
+            egress.display(),
+            src.display()
+        );
+    }
+    let e = install_file(&egress, dir)?;
+    eprintln!("installed {}", e.display());
+    Ok(dst)
+}
+
+/// The interface of the node's IPv4 default route (`eth0` when there is none): the primary
+/// ENI's link on EC2, whatever udev named it.
+pub(crate) fn default_route_interface() -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "route", "show", "default"])
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.split_whitespace()
+        .skip_while(|w| *w != "dev")
+        .nth(1)
+        .unwrap_or("eth0")
+        .to_string()
+}
+
+/// The node addresses `egress-cni` SNATs to: `VPC_CNI_NODE_IP` when set, else the first global
+/// address of the family on the primary interface (what IMDS's `local-ipv4` / `ipv6` name on
+/// EC2). IPv4 for IPv6 clusters, IPv6 for IPv4 clusters.
+pub(crate) fn egress_node_ip(primary_if: &str, want_v6: bool) -> String {
+    if let Ok(v) = std::env::var("VPC_CNI_NODE_IP")
+        && !v.trim().is_empty()
+    {
+        return v.trim().to_string();
+    }
+    let family = if want_v6 { "-6" } else { "-4" };
+    let out = std::process::Command::new("ip")
+        .args([
+            family, "-o", "addr", "show", "dev", primary_if, "scope", "global",
+        ])
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet" && *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Copy `src` into `dir` under its own name, atomically, mode 0755.
@@ -192,6 +251,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.skip_sysctls {
         sysctls(&args, disable_demux)?;
     }
+    let mut params = params;
+    params.node_ip = egress_node_ip(&args.primary_interface, !params.ipv6);
+    if !params.ipv6 && params.v6_egress && params.node_ip.is_empty() {
+        eprintln!(
+            "warning: ENABLE_V6_EGRESS=true, but {} has no global IPv6 address: IPv6 egress stays off",
+            args.primary_interface
+        );
+    }
     write_conflist(params, &args.socket, &args.cni_conf_dir)?;
     Ok(())
 }
@@ -219,11 +286,8 @@ pub(crate) fn write_conflist(
     let doc = match std::fs::read_to_string(&template) {
         // Upstream's image and chart (`cniConfig`) put a template there: it wins, as upstream.
         Ok(text) => {
-            let snat =
-                std::env::var("AWS_VPC_K8S_CNI_RANDOMIZESNAT").unwrap_or_else(|_| "prng".into());
-            let node_ip = std::env::var("VPC_CNI_NODE_IP").unwrap_or_default();
             eprintln!("conflist from the template {template}");
-            vpc_cni_cni::conflist::from_template(&text, &params, &snat, &node_ip)
+            vpc_cni_cni::conflist::from_template(&text, &params)
                 .map_err(|e| anyhow::anyhow!("{template}: {e}"))?
         }
         Err(_) => render(&params),

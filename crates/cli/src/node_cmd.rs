@@ -160,6 +160,9 @@ async fn supervise(args: Args, params: ConflistParams) -> anyhow::Result<u8> {
         _ = int.recv() => { forward(&child, Signal::SIGINT); Err(0) }
     };
     if serving.is_ok() {
+        let mut params = params;
+        let primary = crate::init_cmd::default_route_interface();
+        params.node_ip = crate::init_cmd::egress_node_ip(&primary, !params.ipv6);
         crate::init_cmd::write_conflist(params, &args.socket, &args.cni_conf_dir)?;
     }
     loop {
@@ -187,7 +190,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
     })?;
     let plugin = std::env::current_exe()?.with_file_name("aws-cni");
-    let dst = crate::init_cmd::install_file(&plugin, &args.cni_bin_dir)?;
+    let dst = crate::init_cmd::install_plugins(&plugin, &args.cni_bin_dir)?;
     eprintln!("installed {}", dst.display());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

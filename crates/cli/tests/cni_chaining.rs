@@ -68,8 +68,8 @@ fn run_conflist(
             conf["prevResult"] = pr.clone();
         }
         let ty = p["type"].as_str().unwrap();
-        let bin = if ty == "aws-cni" {
-            bin_dir.join("aws-cni")
+        let bin = if ty == "aws-cni" || ty == "egress-cni" {
+            bin_dir.join(ty)
         } else {
             Path::new("/usr/lib/cni").join(ty)
         };
@@ -134,7 +134,13 @@ fn init_waits_for_ipamd_then_chains_aws_cni_with_portmap() {
     )
     .unwrap();
     assert_eq!(list["plugins"][0]["mtu"], "1500");
-    assert_eq!(list["plugins"][1]["type"], "portmap");
+    assert_eq!(list["plugins"][1]["type"], "egress-cni");
+    assert_eq!(list["plugins"][1]["enabled"], "false", "IPv4 cluster");
+    assert_eq!(list["plugins"][2]["type"], "portmap");
+    assert!(
+        dir.path().join("bin/egress-cni").exists(),
+        "init installs egress-cni beside aws-cni"
+    );
     let node = Node {
         ns,
         daemon,

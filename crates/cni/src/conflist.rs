@@ -1,6 +1,8 @@
 //! The `10-aws.conflist` that `vpc-cni init` installs: upstream's shape (spec e.1) with its
-//! placeholders filled from the same variables. `egress-cni` is not shipped here, so the list
-//! is `aws-cni` → `portmap` (→ `bandwidth`, `tuning` when asked for).
+//! placeholders filled from the same variables: `aws-cni` → `egress-cni` → `portmap`
+//! (→ `bandwidth`, `tuning` when asked for). `egress-cni` is always listed, as upstream does,
+//! and `enabled` only in an IPv6 cluster (`ENABLE_V4_EGRESS`, default on) or an IPv4 one with
+//! `ENABLE_V6_EGRESS=true` and a node IPv6 address.
 
 use serde_json::{Value, json};
 
@@ -23,6 +25,54 @@ pub struct ConflistParams {
     pub disable_pod_v6: bool,
     /// ipamd socket, written only when it is not the default.
     pub ipamd_socket: Option<String>,
+    /// `ENABLE_IPv6`.
+    pub ipv6: bool,
+    /// `ENABLE_V4_EGRESS` (default true; IPv6 clusters).
+    pub v4_egress: bool,
+    /// `ENABLE_V6_EGRESS` (default false; IPv4 clusters).
+    pub v6_egress: bool,
+    /// `AWS_VPC_K8S_CNI_RANDOMIZESNAT` for the egress SNAT (default `prng`).
+    pub randomize_snat: String,
+    /// The egress plugin's log file (`AWS_VPC_K8S_EGRESS_V4_PLUGIN_LOG_FILE` in IPv6 clusters,
+    /// `…_V6_…` in IPv4 ones).
+    pub egress_log_file: String,
+    /// The node address egress traffic is SNATed to: IPv4 in IPv6 clusters, IPv6 in IPv4
+    /// clusters (empty: unknown, and IPv6 egress is then off).
+    pub node_ip: String,
+}
+
+/// The egress plugin's settings for one cluster family (upstream's entrypoint constants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressPlan {
+    /// `enabled`.
+    pub enabled: bool,
+    /// The host-local range.
+    pub subnet: &'static str,
+    /// The route the pod gets through the egress interface.
+    pub dst: &'static str,
+    /// host-local's `dataDir`.
+    pub data_dir: &'static str,
+}
+
+impl ConflistParams {
+    /// What `egress-cni` gets in this cluster.
+    pub fn egress(&self) -> EgressPlan {
+        if self.ipv6 {
+            EgressPlan {
+                enabled: self.v4_egress,
+                subnet: "169.254.172.0/22",
+                dst: "0.0.0.0/0",
+                data_dir: "/run/cni/v6pd/egress-v4-ipam",
+            }
+        } else {
+            EgressPlan {
+                enabled: self.v6_egress && !self.node_ip.is_empty(),
+                subnet: "fd00::ac:00/118",
+                dst: "::/0",
+                data_dir: "/run/cni/v4pd/egress-v6-ipam",
+            }
+        }
+    }
 }
 
 /// A variable `vpc-cni init` cannot use, with its value and what it accepts.
@@ -119,7 +169,35 @@ impl ConflistParams {
                 "DEBUG, INFO, WARN or ERROR (any case)",
             ));
         }
+        let ipv6 = flag("ENABLE_IPv6")?;
+        let v4_egress =
+            set("ENABLE_V4_EGRESS").map_or(Ok(true), |v| go_bool("ENABLE_V4_EGRESS", &v))?;
+        let randomize_snat = set("AWS_VPC_K8S_CNI_RANDOMIZESNAT").unwrap_or_else(|| "prng".into());
+        if !matches!(randomize_snat.as_str(), "prng" | "hashrandom" | "none") {
+            return Err(bad(
+                "AWS_VPC_K8S_CNI_RANDOMIZESNAT",
+                &randomize_snat,
+                "prng, hashrandom or none",
+            ));
+        }
+        let (log_var, log_default) = if ipv6 {
+            (
+                "AWS_VPC_K8S_EGRESS_V4_PLUGIN_LOG_FILE",
+                "/var/log/aws-routed-eni/egress-v4-plugin.log",
+            )
+        } else {
+            (
+                "AWS_VPC_K8S_EGRESS_V6_PLUGIN_LOG_FILE",
+                "/var/log/aws-routed-eni/egress-v6-plugin.log",
+            )
+        };
         Ok(ConflistParams {
+            ipv6,
+            v4_egress,
+            v6_egress: flag("ENABLE_V6_EGRESS")?,
+            randomize_snat,
+            egress_log_file: set(log_var).unwrap_or_else(|| log_default.into()),
+            node_ip: String::new(),
             veth_prefix,
             mtu,
             pod_sg_enforcing_mode: mode,
@@ -148,8 +226,26 @@ pub fn render(p: &ConflistParams) -> Value {
     if let Some(s) = &p.ipamd_socket {
         aws["ipamdSocket"] = json!(s);
     }
+    let e = p.egress();
+    let egress = json!({
+        "name": "egress-cni",
+        "type": "egress-cni",
+        "mtu": p.mtu,
+        "enabled": e.enabled.to_string(),
+        "randomizeSNAT": p.randomize_snat,
+        "nodeIP": p.node_ip,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": e.subnet}]],
+            "routes": [{"dst": e.dst}],
+            "dataDir": e.data_dir
+        },
+        "pluginLogFile": p.egress_log_file,
+        "pluginLogLevel": p.plugin_log_level
+    });
     let mut plugins = vec![
         aws,
+        egress,
         json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
     ];
     if p.bandwidth {
@@ -166,35 +262,25 @@ pub fn render(p: &ConflistParams) -> Value {
 }
 
 /// Upstream's conflist template (`/app/10-aws.conflist`, which the chart's `cniConfig` replaces
-/// with a ConfigMap): its `__PLACEHOLDER__`s filled from `p`, `randomize_snat` and `node_ip`,
-/// then the bandwidth and tuning plugins chained as [`render`] does. An error names what is
-/// wrong with the text.
-pub fn from_template(
-    text: &str,
-    p: &ConflistParams,
-    randomize_snat: &str,
-    node_ip: &str,
-) -> Result<Value, String> {
+/// with a ConfigMap): its `__PLACEHOLDER__`s filled from `p`, then the bandwidth and tuning
+/// plugins chained as [`render`] does. An error names what is wrong with the text.
+pub fn from_template(text: &str, p: &ConflistParams) -> Result<Value, String> {
+    let e = p.egress();
+    let enabled = e.enabled.to_string();
     let filled = [
         ("__VETHPREFIX__", p.veth_prefix.as_str()),
         ("__MTU__", p.mtu.as_str()),
         ("__PODSGENFORCINGMODE__", p.pod_sg_enforcing_mode.as_str()),
         ("__PLUGINLOGFILE__", p.plugin_log_file.as_str()),
         ("__PLUGINLOGLEVEL__", p.plugin_log_level.as_str()),
-        (
-            "__EGRESSPLUGINLOGFILE__",
-            "/var/log/aws-routed-eni/egress-v6-plugin.log",
-        ),
+        ("__EGRESSPLUGINLOGFILE__", p.egress_log_file.as_str()),
         ("__EGRESSPLUGINLOGLEVEL__", p.plugin_log_level.as_str()),
-        ("__EGRESSPLUGINENABLED__", "false"),
-        ("__EGRESSPLUGINIPAMSUBNET__", ""),
-        ("__EGRESSPLUGINIPAMDST__", ""),
-        (
-            "__EGRESSPLUGINIPAMDATADIR__",
-            "/run/cni/v6pd/egress-v6-ipam",
-        ),
-        ("__RANDOMIZESNAT__", randomize_snat),
-        ("__NODEIP__", node_ip),
+        ("__EGRESSPLUGINENABLED__", enabled.as_str()),
+        ("__EGRESSPLUGINIPAMSUBNET__", e.subnet),
+        ("__EGRESSPLUGINIPAMDST__", e.dst),
+        ("__EGRESSPLUGINIPAMDATADIR__", e.data_dir),
+        ("__RANDOMIZESNAT__", p.randomize_snat.as_str()),
+        ("__NODEIP__", p.node_ip.as_str()),
     ]
     .iter()
     .fold(text.to_string(), |t, (k, v)| t.replace(k, v));
@@ -202,7 +288,7 @@ pub fn from_template(
         serde_json::from_str(&filled).map_err(|e| format!("not a JSON conflist: {e}"))?;
     let plugins = v["plugins"].as_array_mut().ok_or("no \"plugins\" list")?;
     let defaults = render(p);
-    for extra in defaults["plugins"].as_array().into_iter().flatten().skip(2) {
+    for extra in defaults["plugins"].as_array().into_iter().flatten().skip(3) {
         if !plugins.iter().any(|x| x["type"] == extra["type"]) {
             plugins.push(extra.clone());
         }
@@ -225,7 +311,8 @@ mod tests {
             .find(|(n, _)| *n == k)
             .map(|(_, v)| v.to_string())
         };
-        let p = ConflistParams::from_lookup(lookup).unwrap();
+        let mut p = ConflistParams::from_lookup(lookup).unwrap();
+        p.node_ip = "10.0.0.5".into();
         let t = r#"{"cniVersion":"0.4.0","name":"aws-cni","disableCheck":true,"plugins":[
             {"name":"aws-cni","type":"aws-cni","vethPrefix":"__VETHPREFIX__","mtu":"__MTU__",
              "podSGEnforcingMode":"__PODSGENFORCINGMODE__","pluginLogFile":"__PLUGINLOGFILE__",
@@ -233,18 +320,14 @@ mod tests {
             {"name":"egress-cni","type":"egress-cni","enabled":"__EGRESSPLUGINENABLED__",
              "randomizeSNAT":"__RANDOMIZESNAT__","nodeIP":"__NODEIP__"},
             {"type":"portmap","capabilities":{"portMappings":true},"snat":true}]}"#;
-        let v = from_template(t, &p, "prng", "10.0.0.5").unwrap();
+        let v = from_template(t, &p).unwrap();
         assert_eq!(v["plugins"][0]["vethPrefix"], "abc");
         assert_eq!(v["plugins"][0]["mtu"], "9001");
         assert_eq!(v["plugins"][1]["randomizeSNAT"], "prng");
         assert_eq!(v["plugins"][1]["nodeIP"], "10.0.0.5");
         assert_eq!(v["plugins"][3]["type"], "bandwidth", "{v}");
-        assert!(from_template("{", &p, "", "").unwrap_err().contains("JSON"));
-        assert!(
-            from_template("{}", &p, "", "")
-                .unwrap_err()
-                .contains("plugins")
-        );
+        assert!(from_template("{", &p).unwrap_err().contains("JSON"));
+        assert!(from_template("{}", &p).unwrap_err().contains("plugins"));
     }
 
     #[test]
@@ -254,11 +337,20 @@ mod tests {
         assert_eq!(v["cniVersion"], "0.4.0");
         assert_eq!(v["disableCheck"], true);
         let plugins = v["plugins"].as_array().unwrap();
-        assert_eq!(plugins.len(), 2);
+        assert_eq!(plugins.len(), 3);
         assert_eq!(plugins[0]["mtu"], "9001");
         assert_eq!(plugins[0]["vethPrefix"], "eni");
         assert!(plugins[0].get("ipamdSocket").is_none());
-        assert_eq!(plugins[1]["type"], "portmap");
+        assert_eq!(plugins[1]["type"], "egress-cni");
+        assert_eq!(
+            plugins[1]["enabled"], "false",
+            "IPv4 cluster without ENABLE_V6_EGRESS"
+        );
+        assert_eq!(
+            plugins[1]["ipam"]["ranges"][0][0]["subnet"],
+            "fd00::ac:00/118"
+        );
+        assert_eq!(plugins[2]["type"], "portmap");
         let p = ConflistParams::from_lookup(|k| match k {
             "AWS_VPC_ENI_MTU" => Some("1500".into()),
             "POD_MTU" => Some("1400".into()),
@@ -275,7 +367,50 @@ mod tests {
             .iter()
             .map(|p| p["type"].as_str().unwrap())
             .collect();
-        assert_eq!(types, ["aws-cni", "portmap", "bandwidth", "tuning"]);
+        assert_eq!(
+            types,
+            ["aws-cni", "egress-cni", "portmap", "bandwidth", "tuning"]
+        );
+    }
+
+    #[test]
+    fn egress_per_cluster_family() {
+        let with = |vars: &'static [(&'static str, &'static str)], node_ip: &str| {
+            let mut p = ConflistParams::from_lookup(|k| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+            .unwrap();
+            p.node_ip = node_ip.into();
+            render(&p)["plugins"][1].clone()
+        };
+        let v6 = with(&[("ENABLE_IPv6", "true")], "10.0.0.5");
+        assert_eq!(
+            (v6["enabled"].as_str(), v6["nodeIP"].as_str()),
+            (Some("true"), Some("10.0.0.5"))
+        );
+        assert_eq!(v6["ipam"]["dataDir"], "/run/cni/v6pd/egress-v4-ipam");
+        assert_eq!(v6["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
+        assert_eq!(
+            v6["pluginLogFile"],
+            "/var/log/aws-routed-eni/egress-v4-plugin.log"
+        );
+        let off = with(
+            &[("ENABLE_IPv6", "true"), ("ENABLE_V4_EGRESS", "false")],
+            "10.0.0.5",
+        );
+        assert_eq!(off["enabled"], "false");
+        let v4 = with(&[("ENABLE_V6_EGRESS", "true")], "2600:1f14::5");
+        assert_eq!(
+            (v4["enabled"].as_str(), v4["ipam"]["dataDir"].as_str()),
+            (Some("true"), Some("/run/cni/v4pd/egress-v6-ipam"))
+        );
+        let no_v6_address = with(&[("ENABLE_V6_EGRESS", "true")], "");
+        assert_eq!(
+            no_v6_address["enabled"], "false",
+            "upstream turns it off without a node IPv6"
+        );
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub async fn setup_node<C: Cloud>(
     };
     node::setup_node_rules(&h, &rules).await?;
     if s.cfg.v6_egress {
+        v6_basics(s, &h, interfaces, &primary_if).await?;
         block_egress_range(true)?;
     }
     let snat = SnatConfig {
@@ -112,12 +113,31 @@ pub async fn setup_node<C: Cloud>(
     Ok(())
 }
 
-/// An IPv6 node (spec e.5, and what upstream's init container does): IPv6 on, forwarding on,
-/// router advertisements still accepted on the primary interface (`accept_ra=2`); with a
-/// simulated cloud the node's IPv6 address on the primary link as the VPC's DHCPv6 would put
-/// it. No SNAT or connmark rules (upstream writes none in IPv6 mode); new connections to the
-/// IPv4 egress range (`169.254.172.0/22`) from elsewhere are rejected.
+/// An IPv6 node (spec e.5): the IPv6 basics ([`v6_basics`]), no SNAT or connmark rules
+/// (upstream writes none in IPv6 mode), and new connections to the IPv4 egress range
+/// (`169.254.172.0/22`) from elsewhere rejected.
 async fn setup_v6_node<C: Cloud>(
+    s: &Shared<C>,
+    h: &vpc_cni_dataplane::Handle,
+    interfaces: &[Interface],
+    primary_if: &str,
+) -> Result<(), DataplaneError> {
+    v6_basics(s, h, interfaces, primary_if).await?;
+    let rules = NodeRules {
+        fwmark: None,
+        external_service_cidrs: s.cfg.host.external_service_cidrs.clone(),
+    };
+    node::setup_node_rules(h, &rules).await?;
+    block_egress_range(false)?;
+    tracing::info!(primary = %primary_if, "IPv6 node set up: forwarding on, no SNAT rules");
+    Ok(())
+}
+
+/// What upstream's init container does for `ENABLE_IPv6` or `ENABLE_V6_EGRESS`: IPv6 on,
+/// forwarding on, router advertisements still accepted on the primary interface
+/// (`accept_ra=2`); with a simulated cloud also the node's IPv6 address on the primary link,
+/// as the VPC's DHCPv6 would put it.
+async fn v6_basics<C: Cloud>(
     s: &Shared<C>,
     h: &vpc_cni_dataplane::Handle,
     interfaces: &[Interface],
@@ -153,14 +173,6 @@ async fn setup_v6_node<C: Cloud>(
         let link = node::find_link(h, &eni_link(primary)?.mac, 1, Duration::ZERO).await?;
         nl::add_address_nodad(h, &link, addr).await?;
     }
-    let h2 = &s.cfg.host;
-    let rules = NodeRules {
-        fwmark: None,
-        external_service_cidrs: h2.external_service_cidrs.clone(),
-    };
-    node::setup_node_rules(h, &rules).await?;
-    block_egress_range(false)?;
-    tracing::info!(primary = %primary_if, "IPv6 node set up: forwarding on, no SNAT rules");
     Ok(())
 }
 
