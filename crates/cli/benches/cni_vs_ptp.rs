@@ -1,4 +1,5 @@
-//! Plugin benchmark: ADD and DEL of 100 pods, sequentially and 10 at a time, through the real
+//! Plugin benchmark, IPv4 and then IPv6 (`BENCH_FAMILIES=ipv4,ipv6`, the default; the IPv6 node
+//! runs in `ENABLE_IPv6` mode, the reference on an IPv6 range): ADD and DEL of 100 pods, sequentially and 10 at a time, through the real
 //! `aws-cni` (daemon with `--host-network` in a node namespace, simulated VPC) and Debian's
 //! reference `ptp` + `host-local` doing the same job (veth, /32 address, routes), alternating pod
 //! by pod in one run (a tight loop of each in turn flatters whichever runs warm); `BENCH_ROUNDS`
@@ -168,6 +169,52 @@ fn wait_for_pool(node: &Ns, enis: usize) {
     }
 }
 
+/// The node's set-up per address family: daemon variables and flags, the reference's range.
+struct Family {
+    name: &'static str,
+    env: Vec<(&'static str, &'static str)>,
+    args: Vec<&'static str>,
+    ptp_subnet: &'static str,
+}
+
+fn families() -> Vec<Family> {
+    // m5.4xlarge: 8 ENIs × 29 addresses, all attached up front; a 1 s cooldown lets every round
+    // reuse the previous round's addresses. IPv6: one /80 on the primary ENI, nothing to wait for.
+    let v4 = Family {
+        name: "ipv4",
+        env: vec![
+            ("MINIMUM_IP_TARGET", "225"),
+            ("WARM_IP_TARGET", "5"),
+            ("IP_COOLDOWN_PERIOD", "1"),
+        ],
+        args: vec!["--host-network", "--instance-type", "m5.4xlarge"],
+        ptp_subnet: "10.200.0.0/16",
+    };
+    let v6 = Family {
+        name: "ipv6",
+        env: vec![
+            ("ENABLE_IPv6", "true"),
+            ("ENABLE_IPv4", "false"),
+            ("ENABLE_PREFIX_DELEGATION", "true"),
+            ("WARM_PREFIX_TARGET", "1"),
+            ("IP_COOLDOWN_PERIOD", "1"),
+        ],
+        args: vec![
+            "--host-network",
+            "--instance-type",
+            "m5.4xlarge",
+            "--subnet-ipv6",
+            "2600:1f14:abc:de00::/56",
+        ],
+        ptp_subnet: "fd00:200::/64",
+    };
+    let want = std::env::var("BENCH_FAMILIES").unwrap_or_else(|_| "ipv4,ipv6".into());
+    [v4, v6]
+        .into_iter()
+        .filter(|f| want.split(',').any(|w| w.trim() == f.name))
+        .collect()
+}
+
 fn main() {
     require_root();
     let ptp = Path::new("/usr/lib/cni/ptp");
@@ -176,25 +223,37 @@ fn main() {
         "{} missing: apt-get install containernetworking-plugins",
         ptp.display()
     );
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    println!(
+        "{PODS} pods per plugin per round, the two plugins alternating pod by pod in one run; one \
+         exec per operation from inside the node namespace; times in ms"
+    );
+    let mut summary = Vec::new();
+    for f in families() {
+        summary.extend(bench_family(&f, ptp, rounds));
+    }
+    println!("\nADD p50 per family (median over rounds), aws-cni beside the reference:");
+    for (family, mode, aws, reference, ratio) in &summary {
+        println!(
+            "  {family:<5} {mode:<13} aws-cni {aws:>6.2} ms   ptp+host-local {reference:>6.2} ms   ratio {ratio:.2}"
+        );
+    }
+}
+
+/// Rounds of one family; (family, mode, aws ADD p50, reference ADD p50, ratio) medians.
+fn bench_family(f: &Family, ptp: &Path, rounds: usize) -> Vec<(String, String, f64, f64, f64)> {
     // Each plugin keeps its state where it lives on a real node: ipamd's checkpoint under
     // /var/run (tmpfs on EKS AMIs; /dev/shm here), host-local's leases under /var/lib (disk).
     let dir = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
     let leases = tempfile::tempdir().unwrap();
     let node = Ns::new("benchnode");
-    // m5.4xlarge: 8 ENIs × 29 addresses, all attached up front; a 1 s cooldown lets every
-    // round reuse the previous round's addresses.
-    let env = [
-        ("MINIMUM_IP_TARGET", "225"),
-        ("WARM_IP_TARGET", "5"),
-        ("IP_COOLDOWN_PERIOD", "1"),
-    ];
-    let daemon = Daemon::start_in(
-        Some(&node.name),
-        dir.path(),
-        &env,
-        &["--host-network", "--instance-type", "m5.4xlarge"],
-    );
-    wait_for_pool(&node, 7);
+    let daemon = Daemon::start_in(Some(&node.name), dir.path(), &f.env, &f.args);
+    if f.name == "ipv4" {
+        wait_for_pool(&node, 7);
+    }
     let aws = Plugin {
         name: "aws-cni",
         bin: aws_cni_bin(),
@@ -205,29 +264,23 @@ fn main() {
         name: "ptp+host-local",
         bin: ptp.to_path_buf(),
         conf: json!({"cniVersion": "0.4.0", "name": "ptpnet", "type": "ptp", "ipMasq": false, "mtu": 9001,
-            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.200.0.0/16"}]], "dataDir": leases.path()}}),
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": f.ptp_subnet}]], "dataDir": leases.path()}}),
     };
     let pods_a: Vec<Ns> = (0..PODS).map(|i| Ns::new(&format!("a{i}"))).collect();
     let pods_p: Vec<Ns> = (0..PODS).map(|i| Ns::new(&format!("p{i}"))).collect();
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    println!(
-        "{PODS} pods per plugin per round, the two plugins alternating pod by pod in one run; one \
-         exec per operation from inside the node namespace; times in ms\n"
-    );
+    println!("\n== {} ==", f.name);
     println!(
         "{:<6} {:<16} {:<12} {:>9} {:>9} {:>9} {:>9} {:>8}",
         "round", "plugin", "mode", "ADD p50", "ADD p99", "DEL p50", "DEL p99", "ratio"
     );
-    let mut ratios: Vec<(&str, f64)> = Vec::new();
+    let mut ratios: Vec<(&str, f64, f64, f64)> = Vec::new();
     for r in 0..rounds {
         for (workers, mode) in [(1, "sequential"), (PARALLEL, "10 at a time")] {
             let tag = format!("r{r}w{workers}");
             let (mut a, mut p, _) =
                 round([&aws, &reference], &node, [&pods_a, &pods_p], &tag, workers);
-            let ratio = pct(&mut a.add, 0.5) / pct(&mut p.add, 0.5);
+            let (a50, p50) = (pct(&mut a.add, 0.5), pct(&mut p.add, 0.5));
+            let ratio = a50 / p50;
             for (t, name) in [(&mut a, aws.name), (&mut p, reference.name)] {
                 println!(
                     "{:<6} {:<16} {:<12} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>8}",
@@ -245,23 +298,40 @@ fn main() {
                     }
                 );
             }
-            ratios.push((mode, ratio));
+            ratios.push((mode, ratio, a50, p50));
         }
     }
+    let mut out = Vec::new();
     for (mode, goal) in [("sequential", 0.35), ("10 at a time", 0.45)] {
-        let mut v: Vec<f64> = ratios.iter().filter(|r| r.0 == mode).map(|r| r.1).collect();
+        let pick = |k: usize| -> Vec<f64> {
+            ratios
+                .iter()
+                .filter(|r| r.0 == mode)
+                .map(|r| [r.1, r.2, r.3][k])
+                .collect()
+        };
+        let mut v = pick(0);
         let (lo, hi) = (
             v.iter().copied().fold(f64::INFINITY, f64::min),
             v.iter().copied().fold(0.0, f64::max),
         );
+        let med = pct(&mut v, 0.5);
         println!(
-            "\n{mode}: aws-cni ADD p50 / reference ADD p50 over {rounds} round(s): median {:.2}, range {lo:.2}–{hi:.2} (goal ≤ {goal})",
-            pct(&mut v, 0.5)
+            "{}: {mode}: aws-cni ADD p50 / reference ADD p50 over {rounds} round(s): median {med:.2}, range {lo:.2}–{hi:.2} (goal ≤ {goal})",
+            f.name
         );
+        out.push((
+            f.name.to_string(),
+            mode.to_string(),
+            pct(&mut pick(1), 0.5),
+            pct(&mut pick(2), 0.5),
+            med,
+        ));
     }
     let leftover = node.sh("ip -o link");
     assert!(
         !leftover.contains(": eni") && !leftover.contains(": veth"),
         "every veth removed: {leftover}"
     );
+    out
 }
