@@ -15,6 +15,7 @@ use crate::common::{DataArgs, Output, usage_error};
 #[command(
     after_help = "Examples:\n  vpc-cni max-pods --instance-type m5.large --cni-version 1.19.0\n  \
     vpc-cni max-pods --instance-type m5.large --cni-version 1.19.0 --cni-prefix-delegation-enabled\n  \
+    vpc-cni max-pods --instance-type m5.large --cni-version 1.19.0 --ipv6\n  \
     vpc-cni max-pods --all --cni-version 1.19.0 --output json"
 )]
 pub struct Args {
@@ -34,6 +35,12 @@ pub struct Args {
     /// Prefix delegation: each address slot holds a /28 (16 IPs); Nitro types only.
     #[arg(long)]
     cni_prefix_delegation_enabled: bool,
+    /// An IPv6 node (ENABLE_IPv6=true): its pods share one /80, so addresses never limit it;
+    /// IPv6 mode requires prefix delegation, and the node gets the prefix-delegation number
+    /// (what `plan --ipv6` and the daemon use). Not with custom networking (upstream refuses
+    /// the pair).
+    #[arg(long, conflicts_with = "cni_custom_networking_enabled")]
+    ipv6: bool,
     /// Use at most N ENIs (MAX_ENI).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     cni_max_eni: Option<u32>,
@@ -82,7 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = MaxPodsOptions {
         cni_version: version,
         custom_networking: args.cni_custom_networking_enabled,
-        prefix_delegation: args.cni_prefix_delegation_enabled,
+        prefix_delegation: args.cni_prefix_delegation_enabled || args.ipv6,
         max_eni: args.cni_max_eni,
     };
     let table = args.data.table()?;

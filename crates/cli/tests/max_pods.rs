@@ -153,6 +153,15 @@ fn single_type_prints_one_integer() {
             ],
             "20",
         ),
+        // An IPv6 node: prefix delegation's number (m5.large 110 after the cap, m5.8xlarge 250).
+        (
+            &["--instance-type", "m5.large", "--cni-version", "1.19.0", "--ipv6"],
+            "110",
+        ),
+        (
+            &["--instance-type", "m5.8xlarge", "--cni-version", "1.19.0", "--ipv6"],
+            "250",
+        ),
     ];
     for (args, want) in cases {
         let mut all = vec!["max-pods"];
@@ -251,6 +260,7 @@ fn help_explains_every_flag() {
         "--cni-prefix-delegation-enabled",
         "--cni-max-eni",
         "--show-max-allowed",
+        "--ipv6",
         "--all",
         "--output",
         "--data-dir",
