@@ -155,11 +155,23 @@ fn single_type_prints_one_integer() {
         ),
         // An IPv6 node: prefix delegation's number (m5.large 110 after the cap, m5.8xlarge 250).
         (
-            &["--instance-type", "m5.large", "--cni-version", "1.19.0", "--ipv6"],
+            &[
+                "--instance-type",
+                "m5.large",
+                "--cni-version",
+                "1.19.0",
+                "--ipv6",
+            ],
             "110",
         ),
         (
-            &["--instance-type", "m5.8xlarge", "--cni-version", "1.19.0", "--ipv6"],
+            &[
+                "--instance-type",
+                "m5.8xlarge",
+                "--cni-version",
+                "1.19.0",
+                "--ipv6",
+            ],
             "250",
         ),
     ];
