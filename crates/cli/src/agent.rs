@@ -8,6 +8,7 @@
 mod common;
 mod daemon_cmd;
 mod daemon_kube;
+mod resident;
 
 use std::process::ExitCode;
 

@@ -164,6 +164,11 @@ fn beside(file: &std::path::Path, name: &str) -> PathBuf {
 
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // First, before most of the binary has run: read-ahead off for the executable's pages
+    // (`VPC_CNI_EXE_READAHEAD=on` keeps the kernel's default, for comparison).
+    if std::env::var("VPC_CNI_EXE_READAHEAD").as_deref() != Ok("on") {
+        crate::resident::random_access_executable();
+    }
     let mut cfg = DaemonConfig::from_lookup(|k| std::env::var(k).ok())?;
     if let Some(p) = args.socket {
         cfg.socket = p;

@@ -16,6 +16,7 @@ mod node_cmd;
 mod node_init_cmd;
 mod plan_cmd;
 mod probe_cmd;
+mod resident;
 mod simulate_cmd;
 mod simulate_compare;
 

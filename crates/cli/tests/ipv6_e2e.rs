@@ -207,6 +207,23 @@ fn thirty_ipv6_pods_reach_each_other_and_ipv4_outside_and_leave_nothing() {
         "SNATed to {node_v4}: {peers:?}"
     );
 
+    // CHECK with the chain's final result as prevResult passes, and names a removed rule.
+    let (ns0, id0, pod0, r0) = &pods[0];
+    let c = node.cni("CHECK", id0, &ns0.path(), pod0, &with_prev(&conf, r0));
+    assert_eq!(c.code, 0, "CHECK: {} {}", c.stdout, c.stderr);
+    node.ns
+        .sh(&format!("ip -6 rule del to {} prio 512", ip_of(r0)));
+    let c = node.cni("CHECK", id0, &ns0.path(), pod0, &with_prev(&conf, r0));
+    assert_eq!(c.code, 1, "{}", c.stdout);
+    assert!(
+        c.json["details"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("host rule prio 512"),
+        "{}",
+        c.stdout
+    );
+
     let chains = node.ns.sh("iptables -t nat -S");
     assert_eq!(chains.matches("-N E4-").count(), 30, "{chains}");
     assert!(

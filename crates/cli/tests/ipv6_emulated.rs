@@ -15,7 +15,7 @@ mod grpc;
 use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 
-use awsd::{aws_daemon, ec2_state, python, req};
+use awsd::{aws_daemon, ec2_state, python, python_json, req};
 use emu::emulator;
 use grpc::connect;
 use ipnet::Ipv6Net;
@@ -35,7 +35,7 @@ async fn the_slash_80_is_assigned_in_ec2_seen_in_imds_and_serves_pods() {
         ("ENABLE_PREFIX_DELEGATION", "true"),
         ("WARM_PREFIX_TARGET", "1"),
     ];
-    let d = aws_daemon(&ep, dir.path(), &env, &[]);
+    let d = aws_daemon(&ep, dir.path(), &env, &["--reconcile-ms", "300"]);
     let ec2 = ec2_state(&ep);
     let attached = ec2["attached"].as_object().unwrap();
     let primary = attached.values().find(|e| e["device"] == 0).unwrap();
@@ -86,5 +86,39 @@ async fn the_slash_80_is_assigned_in_ec2_seen_in_imds_and_serves_pods() {
         d.log().contains("AssignIpv6Addresses") || d.log().contains("IPv6 mode"),
         "{}",
         d.log()
+    );
+
+    // The /80 unassigned behind the daemon's back: reconcile notices (IMDS twice), drops the
+    // pods that lost their addresses, and serves new pods from a new /80 it assigns.
+    let gone: Vec<String> =
+        serde_json::from_value(python_json("unassign_ipv6_prefixes.py", &ep, &[])).unwrap();
+    assert_eq!(gone, vec![net.to_string()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !d.log().contains("no longer on the primary ENI") {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let ec2 = ec2_state(&ep);
+    let primary = ec2["attached"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|e| e["device"] == 0)
+        .unwrap()
+        .clone();
+    let now: Ipv6Net = primary["ipv6_prefixes"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(now, net, "a new /80: {primary}");
+    let r = c.add_network(req(100)).await.unwrap().into_inner();
+    let ip: Ipv6Addr = r.ip_allocation_metadata[0].i_pv6_addr.parse().unwrap();
+    assert!(now.contains(&ip), "{ip} from the new {now}");
+    let again = c.add_network(req(0)).await.unwrap().into_inner();
+    let ip0: Ipv6Addr = again.ip_allocation_metadata[0].i_pv6_addr.parse().unwrap();
+    assert!(
+        now.contains(&ip0),
+        "a dropped pod asking again gets a new address: {ip0}"
     );
 }

@@ -45,6 +45,8 @@ pub struct V6Pool {
     /// Assigned and cooling addresses, by address.
     addresses: BTreeMap<Ipv6Addr, AddressInfo>,
     index: HashMap<IpamKey, Ipv6Addr>,
+    /// IMDS did not list the prefix at the last reconcile.
+    missing_once: bool,
 }
 
 impl V6Pool {
@@ -56,7 +58,16 @@ impl V6Pool {
             cooldown,
             addresses: BTreeMap::new(),
             index: HashMap::new(),
+            missing_once: false,
         }
+    }
+
+    /// Record whether IMDS lists the prefix at a reconcile; true when it is missing for the
+    /// second time in a row (once may be IMDS lagging behind EC2).
+    pub fn note_imds(&mut self, listed: bool) -> bool {
+        let gone = !listed && self.missing_once;
+        self.missing_once = !listed;
+        gone
     }
 
     /// The prefix.
@@ -67,6 +78,11 @@ impl V6Pool {
     /// The ENI carrying it.
     pub fn eni(&self) -> &str {
         &self.eni
+    }
+
+    /// Keys of the pods holding addresses now.
+    pub fn holders(&self) -> Vec<IpamKey> {
+        self.index.keys().cloned().collect()
     }
 
     /// Addresses assigned now.

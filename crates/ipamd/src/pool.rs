@@ -48,8 +48,13 @@ pub async fn run<C: Cloud>(shared: Arc<Shared<C>>) {
             } else {
                 crate::gc::sweep_stale(&shared, None);
             }
-            crate::reconcile::mark_excluded(&shared).await;
+            if !shared.cfg.ipv6 {
+                crate::reconcile::mark_excluded(&shared).await;
+            }
             match timed(&shared, "GetMetadata", shared.cloud.interfaces()).await {
+                Ok(list) if !list.is_empty() && shared.cfg.ipv6 => {
+                    crate::v6::reconcile(&shared, &list).await;
+                }
                 Ok(list) if !list.is_empty() => {
                     let managed = crate::reconcile::managed(&shared, &list).await;
                     let checked = crate::reconcile::with_ec2_truth(&shared, managed).await;

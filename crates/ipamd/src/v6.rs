@@ -123,5 +123,69 @@ pub fn del<C: Cloud>(s: &Shared<C>, k: &IpamKey) -> Result<Option<DelNetworkRepl
     }))
 }
 
+/// Reconcile the /80 with IMDS (every reconcile period). A prefix IMDS no longer lists for the
+/// primary ENI twice in a row is gone from EC2 (someone unassigned it): like a /28 that left an
+/// ENI in IPv4 mode, its assignments are force-removed (their pods have no working address any
+/// more), and pods from now on get addresses of the /80 the ENI has, or of a new one assigned
+/// with `AssignIpv6Addresses` when it has none.
+pub async fn reconcile<C: Cloud>(s: &Shared<C>, attached: &[Interface]) {
+    let Some(primary) = attached.iter().find(|i| i.device_number == 0) else {
+        return;
+    };
+    let gone = {
+        let mut node = s.lock();
+        let Some(pool) = node.ds.v6_mut() else {
+            return;
+        };
+        let listed = primary.ipv6_prefixes.contains(&pool.prefix());
+        pool.note_imds(listed).then(|| pool.prefix())
+    };
+    let Some(old) = gone else { return };
+    let next = match primary.ipv6_prefixes.first() {
+        Some(p) => *p,
+        None => {
+            let got = timed(
+                s,
+                "AssignIpv6Addresses",
+                s.cloud.assign_ipv6_prefixes(&primary.id, 1),
+            )
+            .await;
+            match got.map(|v| v.first().copied()) {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    tracing::error!(eni = %primary.id, "AssignIpv6Addresses returned no prefix; retried at the next reconcile");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(eni = %primary.id, code = %e.code, "the /80 is gone and a new one could not be assigned; retried at the next reconcile");
+                    return;
+                }
+            }
+        }
+    };
+    let mut node = s.lock();
+    let dropped = node.ds.v6().map(|p| p.holders()).unwrap_or_default();
+    node.ds
+        .set_v6(V6Pool::new(&primary.id, next, s.cfg.settings.ip_cooldown));
+    for _ in &dropped {
+        s.metrics.inc("awscni_force_removed_ips", &[]);
+    }
+    s.metrics.inc(
+        "awscni_reconcile_count",
+        &[("fn", "eniIPv6PrefixReconcile")],
+    );
+    if let Err(e) = s.checkpoint.write(&node.ds) {
+        tracing::error!(error = %e, "checkpoint write after the IPv6 reconcile failed");
+    }
+    s.update_gauges(&node);
+    tracing::error!(
+        eni = %primary.id,
+        %old,
+        new = %next,
+        pods = dropped.len(),
+        "the /80 is no longer on the primary ENI (IMDS twice, EC2 unassigned it): its pods lost their addresses and were removed; new pods get addresses of the new /80"
+    );
+}
+
 /// Pods on the primary ENI route through the main table.
 const MAIN_TABLE: i32 = 254;

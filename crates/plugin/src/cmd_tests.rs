@@ -24,6 +24,8 @@ struct FakeIpamd {
     no_address: bool,
     /// CHECK: the daemon lost the pod (`Some("")`) or holds another address.
     check_ip: Option<String>,
+    /// An IPv6 node: ADD answers with `IPv6Addr` (this text) and no IPv4 address.
+    v6: Option<String>,
     dels: RefCell<Vec<String>>,
 }
 
@@ -46,6 +48,17 @@ impl Ipamd for FakeIpamd {
         }
         if let Some(s) = &self.add_status {
             return Err(IpamdError::Rpc(s.clone()));
+        }
+        if let Some(v6) = &self.v6 {
+            return Ok(AddNetworkReply {
+                success: true,
+                ip_allocation_metadata: vec![IpAllocationMetadata {
+                    i_pv6_addr: v6.clone(),
+                    route_table_id: 254,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
         }
         Ok(AddNetworkReply {
             success: !self.no_address,
@@ -188,6 +201,51 @@ fn add_wires_the_pod_and_answers_in_upstream_shape() {
         (1500, 3, "eth0")
     );
     assert!(ipamd.dels.borrow().is_empty());
+}
+
+#[test]
+fn ipv6_replies_wire_a_128_and_answer_version_6() {
+    let log = Logger::new("/dev/null", "");
+    let (c, e) = (conf("0.4.0", None), env("ADD"));
+    let ipamd = FakeIpamd {
+        v6: Some("2600:1f14:abc:de00:1::7".into()),
+        ..FakeIpamd::default()
+    };
+    let net = FakeNet::default();
+    let ctx = Ctx {
+        conf: &c,
+        env: &e,
+        ipamd: &ipamd,
+        net: &net,
+        log: &log,
+    };
+    let r = block(ctx.add()).unwrap();
+    assert_eq!(
+        r["ips"][0],
+        json!({"version": "6", "interface": 1, "address": "2600:1f14:abc:de00:1::7/128"})
+    );
+    assert_eq!(r["interfaces"][1]["mac"], "254");
+    let s = net.setups.borrow()[0].clone();
+    assert!(s.is_v6());
+    assert_eq!(s.gateway().to_string(), "fe80::1");
+    assert_eq!(s.host().to_string(), "2600:1f14:abc:de00:1::7/128");
+    let bad = FakeIpamd {
+        v6: Some("not-an-address".into()),
+        ..FakeIpamd::default()
+    };
+    let ctx = Ctx {
+        conf: &c,
+        env: &e,
+        ipamd: &bad,
+        net: &net,
+        log: &log,
+    };
+    let err = block(ctx.add()).unwrap_err();
+    assert!(
+        err.to_json("0.4.0").contains("invalid IPv6 address"),
+        "{}",
+        err.to_json("0.4.0")
+    );
 }
 
 #[test]
