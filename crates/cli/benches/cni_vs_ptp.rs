@@ -238,7 +238,7 @@ fn main() {
     println!("\nADD p50 per family (median over rounds), aws-cni beside the reference:");
     for (family, mode, aws, reference, ratio) in &summary {
         println!(
-            "  {family:<5} {mode:<13} aws-cni {aws:>6.2} ms   ptp+host-local {reference:>6.2} ms   ratio {ratio:.2}"
+            "  {family:<5} {mode:<13} aws-cni {aws:>6.2} ms   ptp+host-local {reference:>6.2} ms   ratio {ratio:.3}"
         );
     }
 }
@@ -292,7 +292,7 @@ fn bench_family(f: &Family, ptp: &Path, rounds: usize) -> Vec<(String, String, f
                     pct(&mut t.del, 0.5),
                     pct(&mut t.del, 0.99),
                     if name == aws.name {
-                        format!("{ratio:.2}")
+                        format!("{ratio:.3}")
                     } else {
                         String::new()
                     }
@@ -317,7 +317,7 @@ fn bench_family(f: &Family, ptp: &Path, rounds: usize) -> Vec<(String, String, f
         );
         let med = pct(&mut v, 0.5);
         println!(
-            "{}: {mode}: aws-cni ADD p50 / reference ADD p50 over {rounds} round(s): median {med:.2}, range {lo:.2}–{hi:.2} (goal ≤ {goal})",
+            "{}: {mode}: aws-cni ADD p50 / reference ADD p50 over {rounds} round(s): median {med:.3}, range {lo:.3}–{hi:.3} (goal ≤ {goal})",
             f.name
         );
         out.push((
