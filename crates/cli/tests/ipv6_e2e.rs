@@ -4,7 +4,8 @@
 //! `prevResult`. Pods get distinct addresses of the node's /80, reach each other and the node
 //! over IPv6, and reach an IPv4 listener outside the node through the egress interface,
 //! SNATed to the node's IPv4 address; DEL (in reverse order) leaves nothing behind. A second
-//! test runs the IPv4 cluster with `ENABLE_V6_EGRESS=true`. Root required (CI runs as root).
+//! test runs the IPv4 cluster with `ENABLE_V6_EGRESS=true`, a third the IPv6 node with the AWS
+//! backend against `vpc-cni emulate --ipv6-cidr`. Root required (CI runs as root).
 
 #[allow(dead_code)]
 #[path = "support/grpc.rs"]
@@ -16,6 +17,9 @@ mod netns;
 #[allow(dead_code)]
 #[path = "support/cninode.rs"]
 mod cninode;
+#[allow(dead_code)]
+#[path = "support/emu.rs"]
+mod emu;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -338,4 +342,121 @@ fn ipv4_pod_with_v6_egress_reaches_an_ipv6_listener() {
         !node.ns.sh("ip -6 route").contains("fd00::ac:2"),
         "host route left"
     );
+}
+
+/// `tests/python/<script> args…` run inside `ns` with the test Python; its stdout.
+fn python_in(ns: &Ns, script: &str, args: &[&str]) -> String {
+    let py = std::env::var("VPC_CNI_PYTHON")
+        .expect("VPC_CNI_PYTHON must name a Python with boto3 (scripts/check sets it up)");
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python")
+        .join(script);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, &py])
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn ipv6_pods_with_the_aws_backend_against_the_emulator() {
+    // EC2 and IMDS (`vpc-cni emulate --ipv6-cidr`) and the daemon (`--cloud aws`) share a node
+    // namespace; its `eth0` is a stand-in link carrying the primary ENI's MAC and addresses, as
+    // the instance's own interface would.
+    netns::require_root();
+    let node = Ns::new("awsnode");
+    let (_emu, ep) = emu::emulator_in(
+        Some(&node.name),
+        &[
+            "--instance-type",
+            "m5.large",
+            "--ipv6-cidr",
+            "2600:1f14:abc:de00::/56",
+        ],
+    );
+    let imds = ep["imds"][0]["endpoint"].as_str().unwrap().to_string();
+    let md = |path: &str| python_in(&node, "imds_get.py", &[&imds, path]);
+    let mac = md("mac");
+    let v4 = md("local-ipv4");
+    let v6 = md("ipv6");
+    let subnet = md(&format!(
+        "network/interfaces/macs/{mac}/subnet-ipv4-cidr-block"
+    ));
+    let len = subnet.split('/').nth(1).unwrap();
+    // An empty bridge: kernels without the dummy module have it (the simulated VPC does the same).
+    node.sh(&format!("ip link add eth0 address {mac} type bridge"));
+    node.sh(&format!("ip addr add {v4}/{len} dev eth0"));
+    node.sh(&format!("ip -6 addr add {v6}/64 dev eth0 nodad"));
+    node.sh("ip link set eth0 up");
+    let dir = tempfile::tempdir().unwrap();
+    let ec2_url = ep["ec2"].as_str().unwrap();
+    let env = [
+        ("ENABLE_IPv6", "true"),
+        ("ENABLE_IPv4", "false"),
+        ("ENABLE_PREFIX_DELEGATION", "true"),
+        ("WARM_PREFIX_TARGET", "1"),
+        ("AWS_ENDPOINT_URL_EC2", ec2_url),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()),
+        ("AWS_ACCESS_KEY_ID", "emulator"),
+        ("AWS_SECRET_ACCESS_KEY", "emulator"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let daemon = grpc::Daemon::start_in(
+        Some(&node.name),
+        dir.path(),
+        &env,
+        &["--cloud", "aws", "--host-network"],
+    );
+    // The /80 in EC2 (boto3) and in IMDS.
+    let instance = ep["imds"][0]["instance_id"].as_str().unwrap();
+    let state: Value =
+        serde_json::from_str(&python_in(&node, "emulator_state.py", &[ec2_url, instance])).unwrap();
+    let primary = state["attached"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|e| e["device"] == 0)
+        .unwrap()
+        .clone();
+    let net: ipnet::Ipv6Net = primary["ipv6_prefixes"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(net.prefix_len(), 80, "{primary}");
+    assert_eq!(
+        md(&format!("network/interfaces/macs/{mac}/ipv6-prefix")),
+        net.to_string()
+    );
+    let n = Node {
+        ns: node,
+        daemon,
+        _dir: dir,
+        instance: "m5.large".into(),
+    };
+    let conf = n.conf();
+    let mut pods = Vec::new();
+    for i in 0..4 {
+        let ns = Ns::new(&format!("aw{i}"));
+        let id = format!("aw{i}");
+        let r = n.cni("ADD", &id, &ns.path(), &id, &conf);
+        assert_eq!(r.code, 0, "ADD {id}: {} {}", r.stdout, r.stderr);
+        let ip: std::net::Ipv6Addr = ip_of(&r.json).parse().unwrap();
+        assert!(net.contains(&ip), "{ip} outside {net}");
+        pods.push((ns, id, r.json));
+    }
+    assert!(pods[0].0.ping(&ip_of(&pods[3].2)), "pod → pod over IPv6");
+    assert!(pods[3].0.ping(&v6), "pod → node {v6}");
+    for (ns, id, r) in &pods {
+        let d = n.cni("DEL", id, &ns.path(), id, &with_prev(&conf, r));
+        assert_eq!(d.code, 0, "DEL {id}: {}", d.stdout);
+    }
+    assert!(!n.ns.sh("ip -o link").contains(": eni"), "veths left");
 }

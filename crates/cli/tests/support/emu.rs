@@ -15,7 +15,20 @@ impl Drop for Kill {
 
 /// Start `vpc-cni emulate` (no latency, free ports) with `extra` flags; its endpoints line.
 pub fn emulator(extra: &[&str]) -> (Kill, serde_json::Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vpc-cni"))
+    emulator_in(None, extra)
+}
+
+/// [`emulator`] inside the network namespace `netns` (its loopback), when given.
+pub fn emulator_in(netns: Option<&str>, extra: &[&str]) -> (Kill, serde_json::Value) {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vpc-cni")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_vpc-cni")),
+    };
+    let mut child = cmd
         .args([
             "emulate",
             "--ec2-addr",
