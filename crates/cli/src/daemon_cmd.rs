@@ -162,12 +162,21 @@ fn beside(file: &std::path::Path, name: &str) -> PathBuf {
         .map_or_else(|| PathBuf::from(name), |d| d.join(name))
 }
 
+/// How long after start the executable's start-up pages are let go (start-up, with its EC2,
+/// IMDS and Kubernetes calls, is over well before; a node's first pods have been placed).
+const STARTUP_PAGES_KEPT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    // First, before most of the binary has run: read-ahead off for the executable's pages
-    // (`VPC_CNI_EXE_READAHEAD=on` keeps the kernel's default, for comparison).
+    // First, before most of the binary has run: read-ahead off for the executable's pages, and
+    // the start-up code's pages let go once start-up is over (`VPC_CNI_EXE_READAHEAD=on` keeps
+    // the kernel's defaults, for comparison).
     if std::env::var("VPC_CNI_EXE_READAHEAD").as_deref() != Ok("on") {
         crate::resident::random_access_executable();
+        std::thread::spawn(|| {
+            std::thread::sleep(STARTUP_PAGES_KEPT);
+            crate::resident::page_out_executable();
+        });
     }
     let mut cfg = DaemonConfig::from_lookup(|k| std::env::var(k).ok())?;
     if let Some(p) = args.socket {
