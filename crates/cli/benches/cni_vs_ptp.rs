@@ -301,6 +301,22 @@ fn bench_family(f: &Family, ptp: &Path, rounds: usize) -> Vec<(String, String, f
             ratios.push((mode, ratio, a50, p50));
         }
     }
+    let out = summarize(f.name, &ratios, rounds);
+    let leftover = node.sh("ip -o link");
+    assert!(
+        !leftover.contains(": eni") && !leftover.contains(": veth"),
+        "every veth removed: {leftover}"
+    );
+    out
+}
+
+/// Per mode, the medians over rounds of one family: (family, mode, aws ADD p50, reference ADD
+/// p50, ratio); the ratio's range is printed against the goal.
+fn summarize(
+    family: &str,
+    ratios: &[(&str, f64, f64, f64)],
+    rounds: usize,
+) -> Vec<(String, String, f64, f64, f64)> {
     let mut out = Vec::new();
     for (mode, goal) in [("sequential", 0.35), ("10 at a time", 0.45)] {
         let pick = |k: usize| -> Vec<f64> {
@@ -318,20 +334,15 @@ fn bench_family(f: &Family, ptp: &Path, rounds: usize) -> Vec<(String, String, f
         let med = pct(&mut v, 0.5);
         println!(
             "{}: {mode}: aws-cni ADD p50 / reference ADD p50 over {rounds} round(s): median {med:.3}, range {lo:.3}–{hi:.3} (goal ≤ {goal})",
-            f.name
+            family
         );
         out.push((
-            f.name.to_string(),
+            family.to_string(),
             mode.to_string(),
             pct(&mut pick(1), 0.5),
             pct(&mut pick(2), 0.5),
             med,
         ));
     }
-    let leftover = node.sh("ip -o link");
-    assert!(
-        !leftover.contains(": eni") && !leftover.contains(": veth"),
-        "every veth removed: {leftover}"
-    );
     out
 }
