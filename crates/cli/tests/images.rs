@@ -100,6 +100,64 @@ impl Drop for Container {
     }
 }
 
+/// `docker load` takes the Docker archives: a private `dockerd` (Debian's docker.io) on the
+/// private containerd, with no bridge, no iptables and no forwarding, so the host's network is
+/// left as it is.
+fn docker_loads(dir: &Path, containerd: &Path, version: &str) {
+    let root = dir.join("docker");
+    let sock = root.join("docker.sock");
+    let mut dockerd = Command::new("dockerd")
+        .args(["--data-root", root.join("data").to_str().unwrap()])
+        .args(["--exec-root", root.join("exec").to_str().unwrap()])
+        .args(["--pidfile", root.join("docker.pid").to_str().unwrap()])
+        .args(["-H", &format!("unix://{}", sock.display())])
+        .args(["--containerd", containerd.to_str().unwrap()])
+        .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+        .args([
+            "--ip-forward=false",
+            "--ip-masq=false",
+            "--storage-driver",
+            "vfs",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dockerd (Debian docker.io) must be installed: scripts/check installs it");
+    // Debian's client, of the daemon's version (a newer client elsewhere in PATH may not be).
+    let client = if Path::new("/usr/bin/docker").exists() {
+        "/usr/bin/docker"
+    } else {
+        "docker"
+    };
+    let docker = |args: &[&str]| {
+        Command::new(client)
+            .args(["-H", &format!("unix://{}", sock.display())])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    until("dockerd's API", 60, || docker(&["info"]).status.success());
+    for name in ["vpc-cni-rs", "vpc-cni-rs-init"] {
+        let archive = dir.join("out").join(format!("{name}.docker.tar"));
+        let o = docker(&["load", "-q", "-i", archive.to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "docker load {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let listed = docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let _ = dockerd.kill();
+    let _ = dockerd.wait();
+    for name in ["vpc-cni-rs", "vpc-cni-rs-init"] {
+        assert!(
+            listed.contains(&format!("localhost/{name}:{version}")),
+            "docker image ls: {listed}"
+        );
+    }
+}
+
 fn build(out: &Path) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let o = Command::new("bash")
@@ -164,14 +222,15 @@ fn images_run_with_upstreams_daemonset_spec() {
     }
     let listed = ctr(&["image", "ls", "-q"]);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-    let _ = containerd.kill();
-    let _ = containerd.wait();
     for name in ["vpc-cni-rs", "vpc-cni-rs-init"] {
         assert!(
             listed.contains(&format!("localhost/{name}:{version}")),
             "{listed}"
         );
     }
+    docker_loads(d.path(), &sock, version);
+    let _ = containerd.kill();
+    let _ = containerd.wait();
 
     // The init container: privileged, the host's CNI bin dir mounted.
     let host_bin = d.path().join("opt-cni-bin");
