@@ -65,6 +65,17 @@ async fn thirty_pods_get_distinct_addresses_of_the_nodes_slash_80() {
     assert_eq!(ips.len(), 30, "no address is handed out twice");
     let metrics = d.get(d.metrics, "/metrics");
     assert!(metrics.contains("awscni_add_ip_req_count 30"), "{metrics}");
+    // As upstream: the /80 counts as 2^48 addresses, its pods as assigned.
+    assert!(
+        metrics.contains("awscni_assigned_ip_addresses 30"),
+        "{metrics}"
+    );
+    let total = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("awscni_total_ip_addresses "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no awscni_total_ip_addresses: {metrics}"));
+    assert!(total >= 2f64.powi(48), "{total}");
     // Idempotent per key.
     let again = c.add_network(add_req(4)).await.unwrap().into_inner();
     assert!(ips.contains(&again.ip_allocation_metadata[0].i_pv6_addr.parse().unwrap()));

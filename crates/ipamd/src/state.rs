@@ -75,13 +75,22 @@ impl<C: Cloud> Shared<C> {
     pub fn update_gauges(&self, node: &Node) {
         let st = node.ds.stats(now());
         let m = &self.metrics;
+        // IPv6 mode counts the /80 as upstream does: every address of it (2^48), and its pods.
+        let (v6_total, v6_assigned) = node.ds.v6().map_or((0.0, 0.0), |p| {
+            let bits = 128 - i32::from(p.prefix().prefix_len());
+            (2f64.powi(bits), p.assigned() as f64)
+        });
         m.set("awscni_eni_allocated", &[], node.ds.enis().len() as f64);
         m.set("awscni_held_ip_addresses", &[], node.ds.held_count() as f64);
-        m.set("awscni_total_ip_addresses", &[], f64::from(st.total_ips));
+        m.set(
+            "awscni_total_ip_addresses",
+            &[],
+            f64::from(st.total_ips) + v6_total,
+        );
         m.set(
             "awscni_assigned_ip_addresses",
             &[],
-            f64::from(st.assigned_ips),
+            f64::from(st.assigned_ips) + v6_assigned,
         );
         m.set(
             "awscni_total_ipv4_prefixes",
