@@ -200,27 +200,47 @@ pub fn pod_sysctls(ns: &Netns, writes: &[(String, &'static str)]) -> Result<()> 
 }
 
 /// Wait (up to `timeout`) until no IPv6 address of `link` is tentative or has failed duplicate
-/// address detection. Without DAD the kernel still clears the flag from a work queue a moment
-/// after the link gets carrier, so polls start at 1 ms and back off to upstream's 50 ms.
+/// address detection.
 pub async fn wait_v6_stable(h: &Handle, link: &Link, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let addrs = nl::address_flags(h, link.index).await?;
-        let unstable: Vec<_> = addrs
+    poll_addresses(h, link, timeout, |addrs| {
+        let unstable: Vec<String> = addrs
             .iter()
             .filter(|(n, bad)| *bad && n.addr().is_ipv6())
             .map(|(n, _)| n.to_string())
             .collect();
         if unstable.is_empty() {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(format!(
+                "IPv6 addresses still tentative: {}",
+                unstable.join(", ")
+            ))
         }
+    })
+    .await
+}
+
+/// Read `link`'s addresses (with their tentative-or-failed flag) until `check` accepts them,
+/// up to `timeout`. The kernel settles addresses from a work queue a moment after the link gets
+/// carrier, so polls start at 1 ms and back off to upstream's 50 ms. `check`'s `Err` says what
+/// is still missing; the last one is the timeout's error.
+pub async fn poll_addresses<T>(
+    h: &Handle,
+    link: &Link,
+    timeout: Duration,
+    mut check: impl FnMut(&[(ipnet::IpNet, bool)]) -> std::result::Result<T, String>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let why = match check(&nl::address_flags(h, link.index).await?) {
+            Ok(v) => return Ok(v),
+            Err(why) => why,
+        };
         if Instant::now() >= deadline {
             return Err(DataplaneError::NotFound(format!(
-                "{}: IPv6 addresses still tentative after {:?}: {}",
-                link.name,
-                timeout,
-                unstable.join(", ")
+                "{}: after {timeout:?}, {why}",
+                link.name
             )));
         }
         tokio::time::sleep(pause).await;

@@ -55,35 +55,69 @@ fn socket(stdin: &[u8], env: &dyn Fn(&str) -> Option<String>) -> String {
         .unwrap_or_else(|| DEFAULT_SOCKET.to_string())
 }
 
-/// Run one plugin invocation.
-pub fn run(env: &dyn Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome {
+/// What every plugin binary does first: read `CNI_*` and answer VERSION. `Ok` carries the
+/// version to report errors in and the environment; `Err` is the finished outcome.
+pub(crate) fn begin(
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: &[u8],
+) -> Result<(String, CniEnv), Outcome> {
     let version = stdin_version(stdin);
-    let cni_env = match CniEnv::from_lookup(env) {
-        Ok(e) => e,
-        Err(e) => return fail(e, &version),
-    };
+    let cni_env = CniEnv::from_lookup(env).map_err(|e| fail(e, &version))?;
     if cni_env.command == Command::Version {
-        return Outcome {
+        return Err(Outcome {
             stdout: vpc_cni_cni::version_result(&version).to_string(),
             code: 0,
-        };
+        });
     }
+    Ok((version, cni_env))
+}
+
+/// The single-threaded runtime a command runs on.
+pub(crate) fn runtime(version: &str) -> Result<tokio::runtime::Runtime, Outcome> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            fail(
+                CniError::new(Code::Internal, format!("tokio runtime: {e}")),
+                version,
+            )
+        })
+}
+
+/// A command's result as the process's outcome; an error is logged first.
+pub(crate) fn finish(
+    result: Result<String, CniError>,
+    log: &Logger,
+    env: &CniEnv,
+    cni_version: &str,
+) -> Outcome {
+    match result {
+        Ok(stdout) => Outcome { stdout, code: 0 },
+        Err(e) => {
+            log.log(
+                Level::Error,
+                &format!("{:?} {}: {e}", env.command, env.container_id),
+            );
+            fail(e, cni_version)
+        }
+    }
+}
+
+/// Run one plugin invocation.
+pub fn run(env: &dyn Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome {
+    let (version, cni_env) = match begin(env, stdin) {
+        Ok(v) => v,
+        Err(done) => return done,
+    };
     let conf = match NetConf::parse(stdin) {
         Ok(c) => c,
         Err(e) => return fail(e, &version),
     };
     let log = Logger::new(&conf.plugin_log_file, &conf.plugin_log_level);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(&version) {
         Ok(rt) => rt,
-        Err(e) => {
-            return fail(
-                CniError::new(Code::Internal, format!("tokio runtime: {e}")),
-                &version,
-            );
-        }
+        Err(done) => return done,
     };
     let ipamd = UdsIpamd::new(socket(stdin, env));
     let ctx = Ctx {
@@ -103,16 +137,7 @@ pub fn run(env: &dyn Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome {
             Command::Version => Ok(String::new()),
         }
     });
-    match result {
-        Ok(stdout) => Outcome { stdout, code: 0 },
-        Err(e) => {
-            log.log(
-                Level::Error,
-                &format!("{:?} {}: {e}", cni_env.command, cni_env.container_id),
-            );
-            fail(e, &conf.cni_version)
-        }
-    }
+    finish(result, &log, &cni_env, &conf.cni_version)
 }
 
 /// Read all of stdin (empty when there is none).

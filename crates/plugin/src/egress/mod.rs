@@ -187,28 +187,18 @@ pub fn append_interfaces(mut prev: Value, made: &wire::Made, netns: &str) -> Val
 
 /// Run one `egress-cni` invocation: stdout text and exit code.
 pub fn run(env: &dyn Fn(&str) -> Option<String>, stdin: &[u8]) -> crate::Outcome {
-    let version = crate::stdin_version(stdin);
-    let cni_env = match CniEnv::from_lookup(env) {
-        Ok(e) => e,
-        Err(e) => return crate::fail(e, &version),
+    let (version, cni_env) = match crate::begin(env, stdin) {
+        Ok(v) => v,
+        Err(done) => return done,
     };
-    if cni_env.command == Command::Version {
-        return crate::Outcome {
-            stdout: vpc_cni_cni::version_result(&version).to_string(),
-            code: 0,
-        };
-    }
     let conf = match EgressConf::parse(stdin) {
         Ok(c) => c,
         Err(e) => return crate::fail(e, &version),
     };
     let log = Logger::new(&conf.log_file, &conf.log_level);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::runtime(&version) {
         Ok(rt) => rt,
-        Err(e) => return crate::fail(internal(format!("tokio runtime: {e}")), &version),
+        Err(done) => return done,
     };
     let ipt = match conf.family() {
         Family::V4 => vpc_cni_dataplane::iptables::IptablesBin::default(),
@@ -229,16 +219,7 @@ pub fn run(env: &dyn Fn(&str) -> Option<String>, stdin: &[u8]) -> crate::Outcome
             _ => Ok(String::new()),
         }
     });
-    match result {
-        Ok(stdout) => crate::Outcome { stdout, code: 0 },
-        Err(e) => {
-            log.log(
-                Level::Error,
-                &format!("{:?} {}: {e}", cni_env.command, cni_env.container_id),
-            );
-            crate::fail(e, &conf.cni_version)
-        }
-    }
+    crate::finish(result, &log, &cni_env, &conf.cni_version)
 }
 
 #[cfg(test)]

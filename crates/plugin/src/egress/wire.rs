@@ -9,13 +9,14 @@
 //! `<lease>/128` to the pod.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use vpc_cni_dataplane::netns::{Netns, connect_here, connect_in};
 use vpc_cni_dataplane::nl::{self, Link};
 use vpc_cni_dataplane::veth::{
-    VethEnds, create_veth, host_veth_sysctls, pod_v6_sysctls, random_mac, wait_v6_stable,
+    VethEnds, create_veth, host_veth_sysctls, pod_v6_sysctls, poll_addresses, random_mac,
+    wait_v6_stable,
 };
 use vpc_cni_dataplane::{DataplaneError, Handle, MAIN_TABLE, Result, format_mac};
 
@@ -178,26 +179,16 @@ async fn wire_v6(
 /// The host end's link-local address, once the kernel has made it (at carrier) and it is no
 /// longer tentative.
 async fn host_link_local(h: &Handle, link: &Link, timeout: Duration) -> Result<IpAddr> {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let found = nl::address_flags(h, link.index)
-            .await?
-            .into_iter()
+    poll_addresses(h, link, timeout, |addrs| {
+        addrs
+            .iter()
             .find_map(|(n, bad)| match n.addr() {
                 IpAddr::V6(a) if !bad && a.segments()[0] & 0xffc0 == 0xfe80 => Some(n.addr()),
                 _ => None,
-            });
-        if let Some(a) = found {
-            return Ok(a);
-        }
-        if Instant::now() >= deadline {
-            return Err(DataplaneError::NotFound(format!(
-                "{}: no usable IPv6 link-local address after {timeout:?} (IPv6 disabled on the host?)",
-                link.name
-            )));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
+            })
+            .ok_or_else(|| {
+                "no usable IPv6 link-local address (IPv6 disabled on the host?)".to_string()
+            })
+    })
+    .await
 }
