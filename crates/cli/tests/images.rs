@@ -1,4 +1,4 @@
-//! The images, built by `scripts/images` and run the way a node runs upstream's DaemonSet
+//! The images, built by `scripts/images` (as its unprivileged build user) and run the way a node runs upstream's DaemonSet
 //! (Debian's podman with runc, as root; containerd's `ctr` imports the same archives): the init
 //! image fills a host directory with the CNI
 //! plugins; the node image, with upstream's env, mounts, capabilities and probe command, runs in
@@ -158,6 +158,26 @@ fn docker_loads(dir: &Path, containerd: &Path, version: &str) {
     }
 }
 
+/// A user without a subordinate id range is told what to add, before anything is built.
+#[test]
+fn a_user_without_subordinate_ids_is_told_what_to_add() {
+    require_root();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = Command::new("runuser")
+        .args(["-u", "nobody", "--", "bash"])
+        .arg(root.join("scripts/images"))
+        .arg("/nonexistent/out")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("needs a subordinate id range for nobody in /etc/subuid")
+            && err.contains("usermod --add-subuids"),
+        "{err}"
+    );
+}
+
 fn build(out: &Path) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let o = Command::new("bash")
@@ -175,12 +195,58 @@ fn build(out: &Path) -> String {
     text
 }
 
+/// The image was built by a non-root user, yet what the build copied in belongs to root: every
+/// entry of the Docker archive's layer under `dirs` is owned by 0:0.
+fn owned_by_root(archive: &Path, dirs: &[&str]) {
+    let manifest = Command::new("tar")
+        .args(["-xOf", archive.to_str().unwrap(), "manifest.json"])
+        .output()
+        .unwrap();
+    let manifest: Value = serde_json::from_slice(&manifest.stdout).expect("manifest.json");
+    let layer = manifest[0]["Layers"][0].as_str().expect("one layer");
+    let listing = Command::new("bash")
+        .arg("-c")
+        .arg(r#"tar -xOf "$0" "$1" | tar -tv --numeric-owner"#)
+        .args([archive.to_str().unwrap(), layer])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let mut seen = 0;
+    for line in listing.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let path = cols.last().copied().unwrap_or("");
+        let path = if cols.len() > 2 && cols[cols.len() - 2] == "->" {
+            cols[cols.len() - 3]
+        } else {
+            path
+        };
+        if dirs.iter().any(|d| path.starts_with(d)) {
+            seen += 1;
+            assert_eq!(cols[1], "0/0", "{}: {line}", archive.display());
+        }
+    }
+    assert!(seen >= 3, "{}: nothing under {dirs:?}", archive.display());
+}
+
 #[test]
 fn images_run_with_upstreams_daemonset_spec() {
     require_root();
     let d = tempfile::tempdir().unwrap();
     let report = build(&d.path().join("out"));
     let version = env!("CARGO_PKG_VERSION");
+    // Run as root, the script builds as its unprivileged build user (mmdebstrap unshare mode,
+    // rootless podman).
+    assert_eq!(
+        report.matches(", built by vpc-cni-build").count(),
+        2,
+        "{report}"
+    );
+    let out = d.path().join("out");
+    owned_by_root(
+        &out.join("vpc-cni-rs.docker.tar"),
+        &["app/", "usr/share/vpc-cni/"],
+    );
+    owned_by_root(&out.join("vpc-cni-rs-init.docker.tar"), &["init/"]);
     for name in ["vpc-cni-rs", "vpc-cni-rs-init"] {
         assert!(
             report.contains(&format!("{name}: localhost/{name}:{version}, image ")),
