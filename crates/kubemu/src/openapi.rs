@@ -1,7 +1,11 @@
-//! A minimal OpenAPI v3 surface: the root index and one document per group/version listing,
+//! A minimal OpenAPI surface. v3: the root index and one document per group/version listing,
 //! for each kind, its object path with a PATCH operation that accepts `fieldValidation`. That is
 //! what kubectl reads to decide the server validates fields itself (it then sends
 //! `fieldValidation=Strict` instead of downloading schemas to validate on its side).
+//! v2: a document without definitions, in protobuf (gnostic's `openapi.v2.Document`) or JSON.
+//! Older kubectl (Debian bookworm's 1.20) reads it before every `apply` and fails without it;
+//! with no schema for a kind it skips client-side validation and computes strategic merge
+//! patches from its compiled-in types, as against any server that publishes no definitions.
 
 use serde_json::{Value, json};
 
@@ -58,4 +62,74 @@ pub fn document(all: &[Resource], gv: &str) -> Option<Value> {
         json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
                 "paths": paths, "components": {"schemas": {}}}),
     )
+}
+
+/// gnostic's `openapi.v2.Document`, the fields served (`swagger` = 1, `info` = 2).
+#[derive(Clone, PartialEq, prost::Message)]
+struct DocumentV2 {
+    #[prost(string, tag = "1")]
+    swagger: String,
+    #[prost(message, optional, tag = "2")]
+    info: Option<InfoV2>,
+}
+
+/// gnostic's `openapi.v2.Info` (`title` = 1, `version` = 2).
+#[derive(Clone, PartialEq, prost::Message)]
+struct InfoV2 {
+    #[prost(string, tag = "1")]
+    title: String,
+    #[prost(string, tag = "2")]
+    version: String,
+}
+
+/// The media type kubectl asks `/openapi/v2` for.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// `GET /openapi/v2`: (content type, body); protobuf when `accept` names it, else JSON.
+pub fn v2(accept: &str) -> (&'static str, Vec<u8>) {
+    let (title, version) = ("Kubernetes", "v1.33.0");
+    if accept.contains("protobuf") {
+        let doc = DocumentV2 {
+            swagger: "2.0".into(),
+            info: Some(InfoV2 {
+                title: title.into(),
+                version: version.into(),
+            }),
+        };
+        // As kube-openapi answers: Go's media-type parser, which client-go runs on every
+        // reply, refuses the '@' of the asked type.
+        return (
+            "application/octet-stream",
+            prost::Message::encode_to_vec(&doc),
+        );
+    }
+    let doc = json!({"swagger": "2.0", "info": {"title": title, "version": version},
+                     "paths": {}, "definitions": {}});
+    ("application/json", doc.to_string().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_protobuf_is_the_document_with_version_and_info() {
+        let (ty, body) = v2(V2_PROTOBUF);
+        assert_eq!(ty, "application/octet-stream");
+        // Field 1 (swagger), length 3, "2.0"; field 2 (info) holding field 1 (title), field 2.
+        let doc: DocumentV2 = prost::Message::decode(body.as_slice()).unwrap();
+        assert_eq!(doc.swagger, "2.0");
+        assert_eq!(doc.info.unwrap().title, "Kubernetes");
+        assert_eq!(&body[..5], &[0x0a, 3, b'2', b'.', b'0']);
+        assert_eq!(body[5], 0x12);
+    }
+
+    #[test]
+    fn v2_json_when_protobuf_is_not_asked() {
+        let (ty, body) = v2("application/json");
+        assert_eq!(ty, "application/json");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["swagger"], "2.0");
+        assert!(v["definitions"].as_object().unwrap().is_empty());
+    }
 }

@@ -131,7 +131,7 @@ pub async fn handle(
         .unwrap()
         .entry(format!("{method} {}", strip_names(&path)))
         .or_default() += 1;
-    if let Some(doc) = discovery(&s, &path) {
+    if let Some(doc) = discovery(&s, &path, &headers) {
         return doc;
     }
     let target = {
@@ -183,7 +183,21 @@ fn version() -> Value {
            "platform": "linux/amd64"})
 }
 
-fn discovery(s: &Shared, path: &str) -> Option<Response> {
+fn discovery(s: &Shared, path: &str, headers: &HeaderMap) -> Option<Response> {
+    if path == "/openapi/v2" {
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let (ty, body) = crate::openapi::v2(accept);
+        return Some(
+            Response::builder()
+                .status(200)
+                .header(header::CONTENT_TYPE, ty)
+                .body(Body::from(body))
+                .expect("valid response"),
+        );
+    }
     let store = s.store.lock().unwrap();
     let all = store.resources();
     if path == "/openapi/v3" {
