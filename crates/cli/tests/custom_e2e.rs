@@ -364,18 +364,7 @@ async fn eniconfig_per_zone_relabel_delete_and_per_node_settings() {
     };
     // (B's capacity, 29 from the plain formula, would cap it at two prefixes: a prefix node
     // runs with kubelet --max-pods 110.)
-    kubectl(
-        &kc,
-        &[
-            "patch",
-            "node",
-            &nodes[1],
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"capacity":{"pods":"110"}}}"#,
-        ],
-    );
+    kubectl::patch_node_status(&kc, &nodes[1], r#"{"status":{"capacity":{"pods":"110"}}}"#);
     kubectl(
         &kc,
         &[

@@ -55,18 +55,7 @@ async fn max_pods_cordon_annotation_and_startup_taint() {
     let (_emu, ep, kc, node) = k8s_emulator(dir.path(), &[]);
     let kcs = kc.to_str().unwrap();
     let status = r#"{"status":{"capacity":{"pods":"20"}}}"#;
-    kubectl(
-        &kc,
-        &[
-            "patch",
-            "node",
-            &node,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            status,
-        ],
-    );
+    kubectl::patch_node_status(&kc, &node, status);
     let taint = "node.vpc-cni.io/agent-not-ready";
     kubectl(
         &kc,

@@ -21,6 +21,49 @@ pub fn kubectl(kc: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Merge-patch a node's `status` as kubelet would (`patch` is the JSON of the patch). kubectl
+/// writes subresources from 1.24 on (`--subresource=status`); with an older one (Debian
+/// bookworm's 1.20) the Python kubernetes client sends the same PATCH.
+pub fn patch_node_status(kc: &Path, node: &str, patch: &str) {
+    let args = [
+        "patch",
+        "node",
+        node,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    ];
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kc)
+        .output()
+        .expect("kubectl (Debian kubernetes-client) must be installed: scripts/check installs it");
+    if out.status.success() {
+        return;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown flag: --subresource"),
+        "kubectl {args:?}: {err}"
+    );
+    let python = std::env::var("VPC_CNI_PYTHON").expect(
+        "VPC_CNI_PYTHON must name a Python with the kubernetes client (scripts/check sets it up)",
+    );
+    let script = "import json, sys, kubernetes\n\
+                  kubernetes.config.load_kube_config(sys.argv[1])\n\
+                  kubernetes.client.CoreV1Api().patch_node_status(sys.argv[2], json.loads(sys.argv[3]))\n";
+    let out = Command::new(python)
+        .args(["-c", script, kc.to_str().unwrap(), node, patch])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "patch_node_status {node} {patch}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn json(kc: &Path, args: &[&str]) -> Value {
     let mut a = args.to_vec();
     a.extend(["-o", "json"]);
