@@ -10,6 +10,7 @@ pub mod patch;
 pub mod resources;
 pub mod select;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod table;
 pub mod tls;
@@ -18,7 +19,7 @@ mod watch;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use server::{Faults, Shared};
+pub use state::{Faults, Shared};
 pub use store::{ApiError, Store, UNSCHEDULABLE_TAINT};
 
 /// A running emulator.

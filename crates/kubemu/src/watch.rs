@@ -13,7 +13,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::events;
-use crate::server::{Shared, Target, error, selectors, storage};
+use crate::state::{Shared, Target, error, selectors, storage};
 use crate::store::{ApiError, rkey, with_type};
 
 /// Answer a watch of `t`.
