@@ -131,3 +131,32 @@ fn launch_adaptive_is_throttled_less_and_no_slower() {
     );
     assert_eq!(ad.pending, 0);
 }
+
+/// The same launch with the account's EC2 limits raised tenfold (AWS raises them on request):
+/// the tail falls from minutes to seconds for both policies, so the request buckets, not the
+/// policy, set the p99 at the published limits; what remains is the ENI's delivery time for the
+/// pods of nodes that start just before their pods. Adaptive's tail is no longer than aws's.
+#[test]
+fn launch_with_raised_limits_shows_the_buckets_set_the_tail() {
+    let mut sc = scenario("launch-500-nodes.toml");
+    let at_limits = summaries(&sc, &[written(PolicyKind::Aws)]);
+    sc.vpc.throttle_scale = 10.0;
+    let s = summaries(
+        &sc,
+        &[written(PolicyKind::Aws), written(PolicyKind::Adaptive)],
+    );
+    let (aws, ad) = (&s[0], &s[1]);
+    assert!(
+        aws.wait.p99_s * 4.0 <= at_limits[0].wait.p99_s,
+        "raised {:?} vs published {:?}",
+        aws.wait,
+        at_limits[0].wait
+    );
+    assert!(
+        ad.wait.p99_s <= aws.wait.p99_s,
+        "{:?} vs {:?}",
+        ad.wait,
+        aws.wait
+    );
+    assert_eq!(ad.pending, 0);
+}
