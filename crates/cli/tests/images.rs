@@ -241,6 +241,14 @@ fn images_run_with_upstreams_daemonset_spec() {
         2,
         "{report}"
     );
+    // Nothing of the build user is left running (rootless podman's pause process is stopped).
+    until("the build user's processes to end", 10, || {
+        !Command::new("pgrep")
+            .args(["-u", "vpc-cni-build"])
+            .status()
+            .unwrap()
+            .success()
+    });
     let out = d.path().join("out");
     owned_by_root(
         &out.join("vpc-cni-rs.docker.tar"),
