@@ -6,13 +6,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// `kubectl` with `kc`; its stdout (a failure fails the test, naming the command).
-pub fn kubectl(kc: &Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
+/// `kubectl` with `kc`, whatever it answers.
+fn run(kc: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("kubectl")
         .args(args)
         .env("KUBECONFIG", kc)
         .output()
-        .expect("kubectl (Debian kubernetes-client) must be installed: scripts/check installs it");
+        .expect("kubectl (Debian kubernetes-client) must be installed: scripts/check installs it")
+}
+
+/// `kubectl` with `kc`; its stdout (a failure fails the test, naming the command).
+pub fn kubectl(kc: &Path, args: &[&str]) -> String {
+    let out = run(kc, args);
     assert!(
         out.status.success(),
         "kubectl {args:?}: {}",
@@ -34,11 +39,7 @@ pub fn patch_node_status(kc: &Path, node: &str, patch: &str) {
         "-p",
         patch,
     ];
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kc)
-        .output()
-        .expect("kubectl (Debian kubernetes-client) must be installed: scripts/check installs it");
+    let out = run(kc, &args);
     if out.status.success() {
         return;
     }
