@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 
 use crate::resources::Resource;
 
+/// The title and version both documents give (the version `/version` reports).
+const TITLE: &str = "Kubernetes";
+const VERSION: &str = "v1.33.0";
+
 fn gv_path(r: &Resource) -> String {
     if r.group.is_empty() {
         format!("api/{}", r.version)
@@ -59,7 +63,7 @@ pub fn document(all: &[Resource], gv: &str) -> Option<Value> {
         return None;
     }
     Some(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        json!({"openapi": "3.0.0", "info": {"title": TITLE, "version": VERSION},
                 "paths": paths, "components": {"schemas": {}}}),
     )
 }
@@ -87,13 +91,12 @@ pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0
 
 /// `GET /openapi/v2`: (content type, body); protobuf when `accept` names it, else JSON.
 pub fn v2(accept: &str) -> (&'static str, Vec<u8>) {
-    let (title, version) = ("Kubernetes", "v1.33.0");
     if accept.contains("protobuf") {
         let doc = DocumentV2 {
             swagger: "2.0".into(),
             info: Some(InfoV2 {
-                title: title.into(),
-                version: version.into(),
+                title: TITLE.into(),
+                version: VERSION.into(),
             }),
         };
         // As kube-openapi answers: Go's media-type parser, which client-go runs on every
@@ -103,7 +106,7 @@ pub fn v2(accept: &str) -> (&'static str, Vec<u8>) {
             prost::Message::encode_to_vec(&doc),
         );
     }
-    let doc = json!({"swagger": "2.0", "info": {"title": title, "version": version},
+    let doc = json!({"swagger": "2.0", "info": {"title": TITLE, "version": VERSION},
                      "paths": {}, "definitions": {}});
     ("application/json", doc.to_string().into_bytes())
 }

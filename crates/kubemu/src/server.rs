@@ -12,7 +12,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::resources::{self, Resource};
-use crate::state::{Faults, Shared, Target, error, json_response, selectors, storage};
+use crate::state::{Faults, Shared, Target, error, json_response, response, selectors, storage};
 use crate::store::{ApiError, Store};
 use crate::{events, patch, table};
 
@@ -122,13 +122,7 @@ fn discovery(s: &Shared, path: &str, headers: &HeaderMap) -> Option<Response> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let (ty, body) = crate::openapi::v2(accept);
-        return Some(
-            Response::builder()
-                .status(200)
-                .header(header::CONTENT_TYPE, ty)
-                .body(Body::from(body))
-                .expect("valid response"),
-        );
+        return Some(response(200, ty, body));
     }
     let store = s.store.lock().unwrap();
     let all = store.resources();

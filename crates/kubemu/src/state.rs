@@ -62,12 +62,17 @@ impl Shared {
     }
 }
 
-pub(crate) fn json_response(code: u16, v: &Value) -> Response {
+/// A reply of `content_type`.
+pub(crate) fn response(code: u16, content_type: &str, body: Vec<u8>) -> Response {
     Response::builder()
         .status(code)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(v.to_string()))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
         .expect("valid response")
+}
+
+pub(crate) fn json_response(code: u16, v: &Value) -> Response {
+    response(code, "application/json", v.to_string().into_bytes())
 }
 
 pub(crate) fn error(e: &ApiError) -> Response {
